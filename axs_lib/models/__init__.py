@@ -1,0 +1,50 @@
+"""axs_lib.models: TerraMind and Prithvi foundation models from local checkpoints, exactly loaded.
+
+Importing this package registers the models in TerraTorch's registries (see :func:`register_all_models`).
+"""
+
+from .catalog import KNOWN_MODELS, ModelSpec
+from .conversion import convert_to_safetensors
+from .discovery import CheckpointFile, find_all, find_checkpoint
+from .errors import (
+    AxsModelError,
+    BackboneBuildError,
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    CorruptCheckpointError,
+    InvalidArgumentError,
+    NoModelsFoundError,
+    TerraTorchUnavailableError,
+    WrongModuleImportError,
+)
+from .prithvi import PrithviSegmentation, build_prithvi_600, build_prithvi_600_backbone
+from .registration import REGISTERED_NAMES, RegistrationReport, register_all_models
+from .terramind import build_terramind_backbone, build_terramind_generator
+
+__all__ = [
+    "KNOWN_MODELS",
+    "REGISTERED_NAMES",
+    "AxsModelError",
+    "BackboneBuildError",
+    "CheckpointFile",
+    "CheckpointMismatchError",
+    "CheckpointNotFoundError",
+    "CorruptCheckpointError",
+    "InvalidArgumentError",
+    "ModelSpec",
+    "NoModelsFoundError",
+    "PrithviSegmentation",
+    "RegistrationReport",
+    "TerraTorchUnavailableError",
+    "WrongModuleImportError",
+    "build_prithvi_600",
+    "build_prithvi_600_backbone",
+    "build_terramind_backbone",
+    "build_terramind_generator",
+    "convert_to_safetensors",
+    "find_all",
+    "find_checkpoint",
+    "register_all_models",
+]
+
+register_all_models()

@@ -1,0 +1,132 @@
+"""The models this library knows: where they are published and which TerraTorch builder makes them.
+
+This module is data only. Nothing here touches the disk, the network or TerraTorch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Family(str, Enum):
+    """How a model is built and how its checkpoint maps onto the module."""
+
+    TERRAMIND = "terramind"
+    TERRAMIND_TOKENIZER = "terramind_tokenizer"
+    PRITHVI = "prithvi"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One published checkpoint.
+
+    Attributes:
+        name: folder name under a weights directory (``weights/hf/<name>/``) and the name users pass.
+        repo_id: Hugging Face repository that publishes it.
+        filename: the published weights file in that repository.
+        family: decides the TerraTorch builder and checkpoint filter.
+        builder: TerraTorch's registered builder for the published architecture.
+        description: one line for reports.
+    """
+
+    name: str
+    repo_id: str
+    filename: str
+    family: Family
+    builder: str
+    description: str
+
+    @property
+    def stem(self) -> str:
+        return self.filename.rsplit(".", 1)[0]
+
+    @property
+    def download_command(self) -> str:
+        return f"python axs_lib/setup.py --models {self.name}"
+
+
+CONVERTED_FILENAME = "model.safetensors"
+"""Name of the safetensors file that ``axs_lib/setup.py`` writes beside a downloaded ``.pt``."""
+
+CONFIG_FILENAME = "config.json"
+"""Optional architecture description beside a checkpoint (see ``axs_lib.models.architecture``)."""
+
+TERRAMIND_LARGE = "TerraMind-1.0-large"
+PRITHVI_600M = "Prithvi-EO-2.0-600M"
+
+
+def _tokenizer(modality: str) -> ModelSpec:
+    return ModelSpec(
+        name=f"TerraMind-1.0-Tokenizer-{modality}",
+        repo_id=f"ibm-esa-geospatial/TerraMind-1.0-Tokenizer-{modality}",
+        filename=f"TerraMind_Tokenizer_{modality}.pt",
+        family=Family.TERRAMIND_TOKENIZER,
+        builder=f"terramind_v1_tokenizer_{modality.lower()}",
+        description=f"TerraMind 1.0 {modality} tokenizer (FSQ-VAE with diffusion decoder)",
+    )
+
+
+TOKENIZER_MODALITIES = ("S2L2A", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI")
+
+KNOWN_MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name=TERRAMIND_LARGE,
+            repo_id="ibm-esa-geospatial/TerraMind-1.0-large",
+            filename="TerraMind_v1_large.pt",
+            family=Family.TERRAMIND,
+            builder="terramind_v1_large",
+            description="TerraMind 1.0 Large any-to-any generative foundation model",
+        ),
+        *(_tokenizer(modality) for modality in TOKENIZER_MODALITIES),
+        ModelSpec(
+            name=PRITHVI_600M,
+            repo_id="ibm-nasa-geospatial/Prithvi-EO-2.0-600M",
+            filename="Prithvi_EO_V2_600M.pt",
+            family=Family.PRITHVI,
+            builder="prithvi_eo_v2_600",
+            description="Prithvi EO 2.0 600M ViT encoder (HLS, 6 bands)",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class TerraMindModality:
+    """A modality TerraMind 1.0 was pretrained on.
+
+    Attributes:
+        name: the name callers use (``"S1GRD"``).
+        channels: bands of the raw image, or ``None`` for modalities that exist only as tokens.
+        tokenizer: catalog name of its tokenizer, or ``None`` when TerraMind cannot generate it.
+        token_key: TerraTorch's name for its tokenized form (``"tok_sen1grd@224"``), if it has one.
+    """
+
+    name: str
+    channels: int | None
+    tokenizer: str | None
+    token_key: str | None = None
+
+    @property
+    def generatable(self) -> bool:
+        return self.tokenizer is not None
+
+
+TERRAMIND_MODALITIES: dict[str, TerraMindModality] = {
+    modality.name: modality
+    for modality in (
+        TerraMindModality("S2L2A", 12, "TerraMind-1.0-Tokenizer-S2L2A", "tok_sen2l2a@224"),
+        TerraMindModality("S2L1C", 13, None),
+        TerraMindModality("S1GRD", 2, "TerraMind-1.0-Tokenizer-S1GRD", "tok_sen1grd@224"),
+        TerraMindModality("S1RTC", 2, "TerraMind-1.0-Tokenizer-S1RTC", "tok_sen1rtc@224"),
+        TerraMindModality("RGB", 3, None),
+        TerraMindModality("DEM", 1, "TerraMind-1.0-Tokenizer-DEM", "tok_dem@224"),
+        TerraMindModality("LULC", None, "TerraMind-1.0-Tokenizer-LULC", "tok_lulc@224"),
+        TerraMindModality("NDVI", None, "TerraMind-1.0-Tokenizer-NDVI", "tok_ndvi@224"),
+    )
+}
+
+PRITHVI_PRETRAINED_BANDS = ("BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2")
+"""Band order of the Prithvi EO 2.0 patch embedding."""

@@ -1,0 +1,123 @@
+"""Converting a pickled ``.pt`` checkpoint to ``model.safetensors``, and telling whether a conversion is current.
+
+A conversion records its source file (name, size, mtime, SHA-256) in the safetensors header metadata,
+so that a later run can skip it and the loader can tell a current conversion from a stale one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .catalog import CONVERTED_FILENAME
+from .errors import CorruptCheckpointError
+
+logger = logging.getLogger(__name__)
+
+_SOURCE = "axs_source_file"
+_SIZE = "axs_source_size"
+_MTIME = "axs_source_mtime_ns"
+_SHA256 = "axs_source_sha256"
+
+
+def sha256_of(path: Path, chunk_size: int = 16 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def conversion_record(converted: Path) -> dict[str, str]:
+    """The source record stored in a converted file's header; empty when it has none or cannot be read."""
+    try:
+        with safe_open(converted, framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as error:  # noqa: BLE001 - any unreadable header means "no usable record"
+        logger.debug("cannot read safetensors header of %s: %s", converted, error)
+        return {}
+    return {key: value for key, value in metadata.items() if key.startswith("axs_source")}
+
+
+def converted_from(converted: Path) -> str | None:
+    """The file name a converted file was made from, or ``None`` when it carries no record."""
+    return conversion_record(converted).get(_SOURCE)
+
+
+def is_current(converted: Path, source: Path, *, verify_hash: bool = False) -> bool:
+    """Whether ``converted`` holds the same weights as ``source``.
+
+    Size must match. If the modification time differs too (a copied file), or ``verify_hash`` is set,
+    the SHA-256 decides.
+    """
+    record = conversion_record(converted)
+    if not record or record.get(_SOURCE) != source.name:
+        return False
+    stat = source.stat()
+    if record.get(_SIZE) != str(stat.st_size):
+        return False
+    if not verify_hash and record.get(_MTIME) == str(stat.st_mtime_ns):
+        return True
+    return record.get(_SHA256) == sha256_of(source)
+
+
+def _unshared(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses tensors that share storage; give each one its own contiguous memory."""
+    seen: set[int] = set()
+    result = {}
+    for key, tensor in state_dict.items():
+        pointer = tensor.untyped_storage().data_ptr()
+        result[key] = tensor.clone() if pointer in seen else tensor.contiguous()
+        seen.add(pointer)
+    return result
+
+
+def convert_to_safetensors(source: Path, *, force: bool = False) -> Path:
+    """Write ``model.safetensors`` beside ``source`` and return its path.
+
+    The file is written under a temporary name, read back and compared tensor by tensor, and only then
+    renamed into place, so an interrupted conversion never leaves a file the loader would pick up.
+    An up-to-date conversion (same size and SHA-256) is kept unless ``force`` is set.
+    """
+    from .loading import read_state_dict
+
+    source = Path(source)
+    target = source.with_name(CONVERTED_FILENAME)
+    if not force and target.exists() and is_current(target, source, verify_hash=True):
+        logger.info("%s is up to date with %s", target, source.name)
+        return target
+
+    state_dict = read_state_dict(source)
+    stat = source.stat()
+    metadata = {
+        "format": "pt",
+        _SOURCE: source.name,
+        _SIZE: str(stat.st_size),
+        _MTIME: str(stat.st_mtime_ns),
+        _SHA256: sha256_of(source),
+    }
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        save_file(_unshared(state_dict), temporary, metadata=metadata)
+        _verify_round_trip(temporary, state_dict)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+    logger.info("converted %s -> %s (%d tensors)", source, target, len(state_dict))
+    return target
+
+
+def _verify_round_trip(written: Path, expected: dict[str, torch.Tensor]) -> None:
+    with safe_open(written, framework="pt") as handle:
+        keys = set(handle.keys())
+        if keys != set(expected):
+            raise CorruptCheckpointError(written, "converted file does not hold the same keys as its source")
+        for key in keys:
+            if not torch.equal(handle.get_tensor(key), expected[key]):
+                raise CorruptCheckpointError(written, f"tensor {key} differs after conversion")

@@ -1,0 +1,150 @@
+"""Which checkpoint file on this machine belongs to a known model.
+
+Search order: an explicit ``checkpoint_path`` (file or folder); the folder named by ``AXS_WEIGHTS_DIR``;
+the project's ``weights/hf/``; the Hugging Face cache (``HF_HUB_CACHE``). Under each folder a model may be
+in the plain layout (``<root>/<model name>/<file>``) or a hub snapshot
+(``<root>/models--<org>--<name>/snapshots/<revision>/<file>``).
+
+In a model folder the preferred file is a current ``model.safetensors`` conversion, then
+``<published stem>.safetensors``, then the published ``.pt``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.file_download import repo_folder_name
+
+from .catalog import CONVERTED_FILENAME, KNOWN_MODELS, ModelSpec
+from .conversion import converted_from, is_current
+from .errors import CheckpointNotFoundError
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_DIR_ENV = "AXS_WEIGHTS_DIR"
+PROJECT_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights" / "hf"
+
+
+@dataclass(frozen=True)
+class CheckpointFile:
+    """A checkpoint found on disk.
+
+    Attributes:
+        spec: the catalog entry it belongs to.
+        path: the file to load.
+        origin: where it was found (``"checkpoint_path"``, ``"AXS_WEIGHTS_DIR"``, ``"weights/hf"``, ``"HF cache"``).
+    """
+
+    spec: ModelSpec
+    path: Path
+    origin: str
+
+    @property
+    def format(self) -> str:
+        return "safetensors" if self.path.suffix == ".safetensors" else "pt"
+
+    @property
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size
+
+
+def search_roots() -> list[tuple[str, Path]]:
+    """The weights folders searched when no ``checkpoint_path`` is given, in order, labelled."""
+    roots = []
+    if os.environ.get(WEIGHTS_DIR_ENV):
+        roots.append((WEIGHTS_DIR_ENV, Path(os.environ[WEIGHTS_DIR_ENV]).expanduser()))
+    roots.append(("weights/hf", PROJECT_WEIGHTS_DIR))
+    roots.append(("HF cache", Path(os.environ.get("HF_HUB_CACHE") or hf_constants.HF_HUB_CACHE).expanduser()))
+    return roots
+
+
+def find_checkpoint(
+    spec: ModelSpec, checkpoint_path: str | os.PathLike | None = None, *, near: str | os.PathLike | None = None
+) -> CheckpointFile:
+    """Locate the checkpoint of ``spec``.
+
+    Args:
+        checkpoint_path: a file, a model folder, or a weights folder; when given, nothing else is searched.
+        near: another model's checkpoint path; its folder and that folder's parent are searched first
+            (how a generator finds the tokenizers stored beside TerraMind).
+
+    Raises:
+        CheckpointNotFoundError: listing every place that was looked at.
+    """
+    if checkpoint_path is not None:
+        explicit = Path(checkpoint_path).expanduser()
+        if explicit.is_file():
+            return CheckpointFile(spec, explicit, "checkpoint_path")
+        found = (_find_in_folder(spec, explicit) or _find_under_root(spec, explicit)) if explicit.is_dir() else None
+        if found is None:
+            raise CheckpointNotFoundError(spec.name, [explicit], spec.download_command)
+        return CheckpointFile(spec, found, "checkpoint_path")
+
+    roots = _near_roots(Path(near).expanduser()) if near is not None else []
+    roots += search_roots()
+    for origin, root in roots:
+        found = _find_in_folder(spec, root) or _find_under_root(spec, root)
+        if found is not None:
+            return CheckpointFile(spec, found, origin)
+    raise CheckpointNotFoundError(spec.name, [root for _, root in roots], spec.download_command)
+
+
+def find_all() -> dict[str, CheckpointFile]:
+    """Every known model that has a checkpoint in the default search locations."""
+    found = {}
+    for name, spec in KNOWN_MODELS.items():
+        try:
+            found[name] = find_checkpoint(spec)
+        except CheckpointNotFoundError:
+            logger.debug("no checkpoint for %s", name)
+    return found
+
+
+def _near_roots(anchor: Path) -> list[tuple[str, Path]]:
+    folder = anchor.parent if anchor.is_file() else anchor
+    return [("checkpoint_path", folder), ("checkpoint_path", folder.parent)]
+
+
+def _find_under_root(spec: ModelSpec, root: Path) -> Path | None:
+    for folder in (root / spec.name, *_snapshot_folders(spec, root)):
+        found = _find_in_folder(spec, folder)
+        if found is not None:
+            return found
+    return None
+
+
+def _snapshot_folders(spec: ModelSpec, root: Path) -> list[Path]:
+    """Snapshots of ``spec.repo_id`` under a hub-cache-style root, the one ``refs/main`` names first."""
+    repo_folder = root / repo_folder_name(repo_id=spec.repo_id, repo_type="model")
+    snapshots = repo_folder / "snapshots"
+    if not snapshots.is_dir():
+        return []
+    folders = sorted((p for p in snapshots.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+    main_ref = repo_folder / "refs" / "main"
+    if main_ref.is_file():
+        main = snapshots / main_ref.read_text().strip()
+        folders = [main] + [folder for folder in folders if folder != main]
+    return folders
+
+
+def _find_in_folder(spec: ModelSpec, folder: Path) -> Path | None:
+    if not folder.is_dir():
+        return None
+    published = folder / spec.filename
+    converted = folder / CONVERTED_FILENAME
+    if converted.is_file() and converted_from(converted) == spec.filename:
+        if not published.is_file() or is_current(converted, published):
+            return converted
+        logger.warning(
+            "%s is older than %s; loading the .pt instead. Refresh it with: python axs_lib/setup.py --convert-only",
+            converted,
+            published,
+        )
+    for candidate in (folder / f"{spec.stem}.safetensors", published):
+        if candidate.is_file():
+            return candidate
+    return None

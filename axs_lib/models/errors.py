@@ -1,0 +1,115 @@
+"""The exceptions this library raises. Each message says what went wrong and what to do about it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class AxsModelError(Exception):
+    """Base class of every error raised by ``axs_lib.models``."""
+
+
+class CheckpointNotFoundError(AxsModelError, FileNotFoundError):
+    """A checkpoint is not on this machine.
+
+    Attributes:
+        model: catalog name of the missing model.
+        searched: the places that were looked at, in order.
+    """
+
+    def __init__(self, model: str, searched: Sequence[Path], download_command: str):
+        self.model = model
+        self.searched = list(searched)
+        places = "\n".join(f"  - {place}" for place in self.searched) or "  (nowhere: no search location exists)"
+        super().__init__(
+            f"No checkpoint for {model} found. Looked in:\n{places}\n"
+            f"Download it with:  {download_command}\n"
+            "or pass checkpoint_path=<file or folder>, or set AXS_WEIGHTS_DIR, "
+            "or use pretrained=False for a randomly initialised model."
+        )
+
+
+class NoModelsFoundError(AxsModelError, FileNotFoundError):
+    """No known checkpoint is on this machine at all."""
+
+    MESSAGE = "No models found. Please download models first."
+
+    def __init__(self, download_command: str = "python axs_lib/setup.py"):
+        super().__init__(f"{self.MESSAGE}\nRun:  {download_command}")
+
+
+class CorruptCheckpointError(AxsModelError, ValueError):
+    """A checkpoint file exists but cannot be read (truncated download, wrong format, not a state dict)."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path = path
+        super().__init__(
+            f"Cannot read checkpoint {path}: {reason}\n"
+            "The file is probably truncated or corrupt: delete it and download it again "
+            "(python axs_lib/setup.py --models <name>)."
+        )
+
+
+class CheckpointMismatchError(AxsModelError, ValueError):
+    """A checkpoint does not fit the model built for it: wrong model, wrong size, or incomplete."""
+
+    SHOWN = 5
+
+    def __init__(
+        self,
+        path: Path,
+        model: str,
+        missing: Sequence[str] = (),
+        unexpected: Sequence[str] = (),
+        mismatched: Sequence[str] = (),
+    ):
+        self.path = path
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+        self.mismatched = list(mismatched)
+        parts = []
+        for label, keys in (
+            ("missing from the checkpoint", self.missing),
+            ("not expected by the model", self.unexpected),
+            ("with the wrong shape", self.mismatched),
+        ):
+            if keys:
+                more = f" (+{len(keys) - self.SHOWN} more)" if len(keys) > self.SHOWN else ""
+                parts.append(f"  {len(keys)} keys {label}: {', '.join(keys[: self.SHOWN])}{more}")
+        super().__init__(
+            f"Checkpoint {path} does not match {model}:\n" + "\n".join(parts) + "\n"
+            "Is this the right file for this model? No weights were loaded."
+        )
+
+
+class InvalidArgumentError(AxsModelError, ValueError):
+    """An argument of a public factory is out of range or unknown."""
+
+
+class BackboneBuildError(AxsModelError, RuntimeError):
+    """TerraTorch failed to build a backbone; the original exception is chained as ``__cause__``."""
+
+    def __init__(self, name: str, cause: BaseException):
+        super().__init__(f"Failed to build backbone {name}: {type(cause).__name__}: {cause}")
+
+
+class WrongModuleImportError(AxsModelError, ImportError):
+    """A public name was imported from the wrong module."""
+
+    def __init__(self, name: str, module: str, right_module: str):
+        super().__init__(
+            f"cannot import {name!r} from {module!r}: it lives in {right_module!r}. "
+            f"Use:  from {right_module} import {name}",
+            name=name,
+        )
+
+
+class TerraTorchUnavailableError(AxsModelError, ImportError):
+    """TerraTorch (or one of its model dependencies) cannot be imported."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(
+            f"TerraTorch is required to build models but could not be imported ({type(cause).__name__}: {cause}). "
+            "Install it with:  pip install terratorch"
+        )

@@ -1,0 +1,148 @@
+"""Bytes to module: read a checkpoint, map it through TerraTorch's filter, and load it strictly.
+
+Models are built with their parameters on the ``meta`` device (no time spent on random init) and the
+checkpoint tensors are then assigned in place, so no second copy of the weights is ever made.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+
+from .errors import CheckpointMismatchError, CorruptCheckpointError
+
+logger = logging.getLogger(__name__)
+
+StateDict = dict[str, torch.Tensor]
+
+
+def read_state_dict(path: Path, device: str | torch.device = "cpu") -> StateDict:
+    """Read a ``.safetensors`` or pickled ``.pt`` state dict without executing any pickled code.
+
+    ``.pt`` files are memory-mapped, so their tensors are paged in from disk rather than copied.
+
+    Raises:
+        CorruptCheckpointError: the file is truncated, of another format, or not a flat state dict.
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            state_dict = load_file(path, device=str(device))
+        else:
+            state_dict = torch.load(path, map_location=device, weights_only=True, mmap=True)
+    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise CorruptCheckpointError(path, f"{type(error).__name__}: {error}") from error
+    if not isinstance(state_dict, Mapping) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise CorruptCheckpointError(path, "it does not hold a state dict (a mapping of names to tensors)")
+    return dict(state_dict)
+
+
+@contextmanager
+def parameters_on_meta() -> Iterator[None]:
+    """Build modules with parameters on ``meta`` and buffers real, so computed buffers keep their values."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        yield
+
+
+@dataclass(frozen=True)
+class CheckpointPart:
+    """One checkpoint file and the part of a model it fills.
+
+    Attributes:
+        path: the file.
+        checkpoint_filter: maps the file's state dict onto model keys (TerraTorch's filter for that model).
+        prefix: the model keys this file fills; ``""`` means every key no other part claims.
+    """
+
+    path: Path
+    checkpoint_filter: Callable[[StateDict, nn.Module], StateDict]
+    prefix: str = ""
+
+
+def build_and_load(build: Callable[[], nn.Module], parts: list[CheckpointPart], *, model_name: str) -> nn.Module:
+    """Build a model on ``meta`` and fill every parameter exactly from ``parts``.
+
+    TerraTorch filters fill keys the checkpoint lacks with the model's own tensor; such a key counts as
+    missing when it is a parameter (a parameter on ``meta`` has no value), and is accepted when it is a
+    buffer the model computes itself (sin-cos position embeddings, the zero bias of bias-free LayerNorms).
+
+    Raises:
+        CheckpointMismatchError: naming the file and its first offending keys; nothing is returned.
+    """
+    with parameters_on_meta():
+        model = build()
+    expected = model.state_dict(keep_vars=True)
+    parameter_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    claimed = [part.prefix for part in parts if part.prefix]
+    merged: StateDict = {}
+    for part in parts:
+        raw = read_state_dict(part.path)
+        filtered = part.checkpoint_filter(raw, model)
+        if part.prefix:
+            owned = {key: value for key, value in filtered.items() if key.startswith(part.prefix)}
+        else:
+            owned = {key: value for key, value in filtered.items() if not key.startswith(tuple(claimed))}
+        own_expected = {
+            key: value
+            for key, value in expected.items()
+            if (key.startswith(part.prefix) if part.prefix else not key.startswith(tuple(claimed)))
+        }
+        _check_exact(own_expected, owned, parameter_names, raw, source=part.path, model_name=model_name)
+        merged.update(owned)
+
+    model.load_state_dict({key: value.detach() for key, value in merged.items()}, strict=True, assign=True)
+    _restore_trainability(model, expected)
+    return model
+
+
+def _check_exact(
+    expected: Mapping[str, torch.Tensor],
+    state_dict: Mapping[str, torch.Tensor],
+    parameter_names: set[str],
+    raw: Mapping[str, torch.Tensor],
+    *,
+    source: Path,
+    model_name: str,
+) -> None:
+    missing, mismatched = [], []
+    for key, target in expected.items():
+        value = state_dict.get(key)
+        if value is None or value.is_meta or (value is target and key in parameter_names):
+            shape_note = _shape_in_raw(key, target, raw)
+            (mismatched if shape_note else missing).append(shape_note or key)
+        elif value.shape != target.shape:
+            mismatched.append(f"{key} (checkpoint {list(value.shape)}, model {list(target.shape)})")
+    unexpected = [key for key in state_dict if key not in expected]
+    if missing or unexpected or mismatched:
+        raise CheckpointMismatchError(source, model_name, missing, unexpected, mismatched)
+
+
+def _restore_trainability(model: nn.Module, before: Mapping[str, torch.Tensor]) -> None:
+    """``assign=True`` takes ``requires_grad`` from the checkpoint tensor; keep the model's own choice."""
+    for name, parameter in model.named_parameters():
+        original = before.get(name)
+        if isinstance(original, nn.Parameter):
+            parameter.requires_grad_(original.requires_grad)
+
+
+def _shape_in_raw(key: str, target: torch.Tensor, raw: Mapping[str, torch.Tensor]) -> str | None:
+    """Describe a checkpoint tensor whose name ends like ``key`` but whose shape differs, if there is one."""
+    for raw_key, tensor in raw.items():
+        related = raw_key == key or key.endswith(f".{raw_key}") or raw_key.endswith(f".{key}")
+        if related and tensor.shape != target.shape:
+            return f"{key} (checkpoint {raw_key} {list(tensor.shape)}, model {list(target.shape)})"
+    return None

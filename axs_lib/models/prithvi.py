@@ -1,0 +1,193 @@
+"""Public factories for Prithvi EO 2.0 600M: the encoder, and a TerraTorch segmentation model around it."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import _validation
+from ._terratorch import terratorch_module
+from .architecture import builder_arguments
+from .catalog import KNOWN_MODELS, PRITHVI_600M, PRITHVI_PRETRAINED_BANDS
+from .discovery import find_checkpoint
+from .errors import CheckpointMismatchError, InvalidArgumentError
+from .loading import CheckpointPart, StateDict, build_and_load
+
+logger = logging.getLogger(__name__)
+
+LORA_TARGET_MODULES = ("q_linear", "v_linear")
+"""Attention projections that receive LoRA adapters, after TerraTorch splits each fused ``qkv``."""
+
+
+class PrithviSegmentation(nn.Module):
+    """TerraTorch's pixel-wise segmentation model, returning logits ``[B, num_classes, H, W]``.
+
+    Attributes:
+        model: the TerraTorch ``PixelWiseModel`` (encoder, necks, UperNet decoder, head).
+        in_channels: bands the input must have.
+    """
+
+    def __init__(self, model: nn.Module, in_channels: int, num_classes: int):
+        super().__init__()
+        self.model = model
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != self.in_channels:
+            raise InvalidArgumentError(
+                f"expected images of shape [B, {self.in_channels}, H, W], got {list(images.shape)}; "
+                f"build the model with in_channels={images.shape[1] if images.ndim == 4 else '<bands>'} "
+                "to use other bands."
+            )
+        logits = self.model(images).output
+        return logits.unsqueeze(1) if logits.ndim == 3 else logits
+
+
+def build_prithvi_600(
+    pretrained: bool = True,
+    num_classes: int = 1,
+    img_size: int = 384,
+    in_channels: int = 6,
+    use_lora: bool = True,
+    lora_r: int = 8,
+    lora_alpha: int = 16,
+    freeze_encoder: bool = False,
+    checkpoint_path: str | os.PathLike | None = None,
+) -> PrithviSegmentation:
+    """Prithvi EO 2.0 600M encoder in a TerraTorch UperNet segmentation model.
+
+    Input ``[B, in_channels, H, W]`` (HLS reflectance, standardised with the Prithvi mean/std) gives logits
+    ``[B, num_classes, H, W]``. Inputs are padded to whole 14-pixel patches and the logits cropped back, as
+    TerraTorch does, so ``img_size`` need not be a multiple of 14.
+
+    Args:
+        pretrained: load the local Prithvi checkpoint; ``False`` gives random weights without disk access.
+        num_classes: output channels.
+        img_size: the tile size the model is built for.
+        in_channels: bands of the input. The first ``min(in_channels, 6)`` take the pretrained patch
+            embedding of BLUE, GREEN, RED, NIR_NARROW, SWIR_1, SWIR_2 in that order; extra bands start random
+            (TerraTorch's band re-selection).
+        use_lora: add LoRA adapters (TerraTorch ``peft_config``) to the attention query and value
+            projections. LoRA freezes the encoder's own weights; adapters, decoder and head train.
+        lora_r, lora_alpha: LoRA rank and scaling.
+        freeze_encoder: without LoRA, freeze every encoder weight (decoder and head train). With LoRA the
+            encoder weights are frozen either way.
+        checkpoint_path: Prithvi's file or folder, instead of searching the default locations.
+    """
+    num_classes = _validation.whole_number(num_classes, "num_classes", minimum=1)
+    in_channels = _validation.whole_number(in_channels, "in_channels", minimum=1)
+    img_size = _validation.whole_number(img_size, "img_size", minimum=1)
+    if use_lora:
+        lora_r = _validation.whole_number(lora_r, "lora_r", minimum=1)
+        _validation.whole_number(lora_alpha, "lora_alpha", minimum=1)
+
+    backbone = build_prithvi_600_backbone(
+        pretrained=pretrained, in_channels=in_channels, img_size=img_size, checkpoint_path=checkpoint_path
+    )
+    depth = len(backbone.blocks)
+    if depth < 4:
+        raise InvalidArgumentError(f"the segmentation decoder needs an encoder of at least 4 blocks, this one has {depth}")
+    peft_config = None
+    if use_lora:
+        with torch.device("meta"):  # the split layers' own init is discarded: they take slices of qkv
+            terratorch_module("models.peft_utils").replace_qkv(backbone, "qkv")
+        peft_config = {
+            "method": "LORA",
+            "peft_config_kwargs": {"r": lora_r, "lora_alpha": lora_alpha, "target_modules": list(LORA_TARGET_MODULES)},
+        }
+    elif freeze_encoder:
+        backbone.requires_grad_(False)
+
+    factory = terratorch_module("models.encoder_decoder_factory").EncoderDecoderFactory()
+    model = factory.build_model(
+        task="segmentation",
+        backbone=backbone,
+        backbone_kwargs={"pretrained": pretrained},
+        necks=[
+            {"name": "SelectIndices", "indices": [depth // 4 - 1, depth // 2 - 1, 3 * depth // 4 - 1, depth - 1]},
+            {"name": "ReshapeTokensToImage"},
+            {"name": "LearnedInterpolateToPyramidal"},
+        ],
+        decoder="UperNetDecoder",
+        num_classes=num_classes,
+        peft_config=peft_config,
+    )
+    return PrithviSegmentation(model, in_channels=in_channels, num_classes=num_classes)
+
+
+def build_prithvi_600_backbone(
+    pretrained: bool = True,
+    in_channels: int = 6,
+    img_size: int = 224,
+    checkpoint_path: str | os.PathLike | None = None,
+    bands: Sequence[Any] | None = None,
+    **terratorch_kwargs: Any,
+) -> nn.Module:
+    """The Prithvi EO 2.0 600M ViT encoder, as TerraTorch's ``prithvi_eo_v2_600`` builds it, loaded exactly.
+
+    Args:
+        in_channels: see :func:`build_prithvi_600`; ignored when ``bands`` is given.
+        img_size: rounded up to a whole number of patches.
+        bands: TerraTorch band names (``HLSBands``) or ints, in input order; overrides ``in_channels``.
+        terratorch_kwargs: passed to TerraTorch's builder (``num_frames``, ``out_indices``, ...).
+    """
+    spec = KNOWN_MODELS[PRITHVI_600M]
+    prithvi_vit = terratorch_module("models.backbones.prithvi_vit")
+    model_bands = list(bands) if bands is not None else _bands_for(in_channels)
+    builder = terratorch_module("registry").TERRATORCH_BACKBONE_REGISTRY[spec.builder]
+    checkpoint = find_checkpoint(spec, checkpoint_path) if pretrained else None
+    architecture = builder_arguments(spec, checkpoint.path) if checkpoint else {}
+    patch = (architecture.get("patch_size") or prithvi_vit.prithvi_cfgs[spec.builder]["patch_size"])[-1]
+    if img_size < patch:
+        raise InvalidArgumentError(f"img_size must be at least one {patch}-pixel patch, got {img_size}")
+    arguments = {
+        "bands": model_bands,
+        "img_size": math.ceil(img_size / patch) * patch,
+        "num_frames": 1,
+        **terratorch_kwargs,
+        **architecture,
+    }
+
+    def build() -> nn.Module:
+        return builder(pretrained=False, **arguments)
+
+    if checkpoint is None:
+        return build()
+
+    pretrained_bands = list(prithvi_vit.PRETRAINED_BANDS)
+
+    def vit_filter(state_dict: StateDict, model: nn.Module) -> StateDict:
+        _check_patch_embedding(state_dict, model, checkpoint.path)
+        model.patch_embed.to_empty(device="cpu")
+        return prithvi_vit.checkpoint_filter_fn_vit(state_dict, model, pretrained_bands, model.model_bands)
+
+    logger.info("loading Prithvi encoder from %s", checkpoint.path)
+    return build_and_load(build, [CheckpointPart(checkpoint.path, vit_filter)], model_name=f"{spec.name} encoder")
+
+
+def _bands_for(in_channels: int) -> list[str]:
+    in_channels = _validation.whole_number(in_channels, "in_channels", minimum=1)
+    extra = [f"EXTRA_BAND_{index}" for index in range(1, in_channels - len(PRITHVI_PRETRAINED_BANDS) + 1)]
+    return list(PRITHVI_PRETRAINED_BANDS[:in_channels]) + extra
+
+
+def _check_patch_embedding(state_dict: StateDict, model: nn.Module, path) -> None:
+    """TerraTorch keeps a random patch embedding when the checkpoint's patch size differs; refuse instead."""
+    select = terratorch_module("models.backbones.select_patch_embed_weights")
+    key = next((k for k in state_dict if k.endswith("patch_embed.proj.weight")), None)
+    target = model.patch_embed.proj.weight
+    if key is None:
+        raise CheckpointMismatchError(path, "Prithvi encoder", missing=["patch_embed.proj.weight"])
+    if not select.patch_embed_weights_are_compatible(target, state_dict[key]):
+        raise CheckpointMismatchError(
+            path,
+            "Prithvi encoder",
+            mismatched=[f"{key} (checkpoint {list(state_dict[key].shape)}, model {list(target.shape)} up to bands)"],
+        )

@@ -1,0 +1,145 @@
+"""Registering this library's models in TerraTorch's registries, and the report of what was found.
+
+Each registered name is a small class whose ``__new__`` returns the model a factory builds, so TerraTorch
+sees an ordinary constructor (``Registry.register`` keys by ``__name__``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .catalog import KNOWN_MODELS
+from .discovery import CheckpointFile, find_all
+from .errors import AxsModelError, BackboneBuildError
+from .prithvi import build_prithvi_600, build_prithvi_600_backbone
+from .terramind import build_terramind_backbone, build_terramind_generator
+
+logger = logging.getLogger(__name__)
+
+
+def _terramind_backbone(pretrained: bool = True, modalities=("S1GRD", "S2L2A"), freeze: bool = False,
+                        ckpt_path=None, checkpoint_path=None) -> nn.Module:
+    return build_terramind_backbone(
+        modalities=modalities, pretrained=pretrained, freeze=freeze, checkpoint_path=checkpoint_path or ckpt_path
+    )
+
+
+def _prithvi_backbone(pretrained: bool = True, ckpt_path=None, checkpoint_path=None, **kwargs: Any) -> nn.Module:
+    return build_prithvi_600_backbone(pretrained=pretrained, checkpoint_path=checkpoint_path or ckpt_path, **kwargs)
+
+
+def _terramind_generator(pretrained: bool = True, modalities=None, ckpt_path=None, **kwargs: Any) -> nn.Module:
+    if modalities is not None:
+        kwargs.setdefault("input_modalities", modalities)
+    kwargs.setdefault("checkpoint_path", ckpt_path)
+    return build_terramind_generator(pretrained=pretrained, **kwargs)
+
+
+def _prithvi_segmentation(pretrained: bool = True, ckpt_path=None, **kwargs: Any) -> nn.Module:
+    kwargs.setdefault("checkpoint_path", ckpt_path)
+    return build_prithvi_600(pretrained=pretrained, **kwargs)
+
+
+@dataclass(frozen=True)
+class RegisteredName:
+    """One name in a TerraTorch registry.
+
+    Attributes:
+        name: the registered name.
+        registry: ``"backbone"`` or ``"full_model"``.
+        factory: what building it calls.
+        alias_of: for the names earlier Axion-Sat code used, the current name they stand for.
+    """
+
+    name: str
+    registry: str
+    factory: Callable[..., nn.Module]
+    alias_of: str | None = None
+
+
+REGISTERED_NAMES: tuple[RegisteredName, ...] = (
+    RegisteredName("axs_terramind_v1_large", "backbone", _terramind_backbone),
+    RegisteredName("axs_prithvi_eo_v2_600", "backbone", _prithvi_backbone),
+    RegisteredName("axs_terramind_v1_large_generate", "full_model", _terramind_generator),
+    RegisteredName("axs_prithvi_eo_v2_600_segmentation", "full_model", _prithvi_segmentation),
+    RegisteredName("terramind_backbone", "backbone", _terramind_backbone, alias_of="axs_terramind_v1_large"),
+    RegisteredName("prithvi_600M", "backbone", _prithvi_segmentation, alias_of="axs_prithvi_eo_v2_600_segmentation"),
+    RegisteredName("terramind_generator", "full_model", _terramind_generator, alias_of="axs_terramind_v1_large_generate"),
+)
+
+
+@dataclass
+class RegistrationReport:
+    """What :func:`register_all_models` found and did.
+
+    Attributes:
+        found: catalog name to the checkpoint found for it (models without one are absent).
+        registered: the names now in TerraTorch's registries.
+        error: why nothing could be registered (TerraTorch missing), or ``None``.
+    """
+
+    found: dict[str, CheckpointFile] = field(default_factory=dict)
+    registered: list[RegisteredName] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def missing(self) -> list[str]:
+        return [name for name in KNOWN_MODELS if name not in self.found]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "found": [
+                {"name": name, "path": str(file.path), "format": file.format, "size_bytes": file.size_bytes,
+                 "origin": file.origin}
+                for name, file in self.found.items()
+            ],
+            "missing": self.missing,
+            "registered": [
+                {"name": entry.name, "registry": entry.registry, "alias_of": entry.alias_of} for entry in self.registered
+            ],
+            "error": self.error,
+        }
+
+
+def _wrapper_class(entry: RegisteredName) -> type:
+    factory = entry.factory
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> nn.Module:
+        try:
+            return factory(*args, **kwargs)
+        except AxsModelError:
+            raise
+        except KeyError as error:
+            raise BackboneBuildError(entry.name, error) from error
+
+    doc = f"Builds {entry.name} with axs_lib ({factory.__name__})."
+    if entry.alias_of:
+        doc += f" Alias kept for earlier Axion-Sat code; same as {entry.alias_of}."
+    return type(entry.name, (), {"__new__": __new__, "__doc__": doc, "__module__": __name__})
+
+
+def register_all_models() -> RegistrationReport:
+    """Register every name of ``REGISTERED_NAMES`` in TerraTorch and report the checkpoints on this machine.
+
+    Safe to call repeatedly and without TerraTorch or weights installed: it never raises, prints nothing,
+    and uses no network. Building a model whose weights are missing raises the clear error then.
+    """
+    report = RegistrationReport(found=find_all())
+    try:
+        from terratorch.registry import TERRATORCH_BACKBONE_REGISTRY, TERRATORCH_FULL_MODEL_REGISTRY
+    except ImportError as error:
+        report.error = f"TerraTorch unavailable: {error}"
+        logger.debug("not registering models: %s", report.error)
+        return report
+    registries = {"backbone": TERRATORCH_BACKBONE_REGISTRY, "full_model": TERRATORCH_FULL_MODEL_REGISTRY}
+    for entry in REGISTERED_NAMES:
+        registries[entry.registry].register(_wrapper_class(entry))
+        report.registered.append(entry)
+    logger.debug("registered %d names; found %d checkpoints", len(report.registered), len(report.found))
+    return report

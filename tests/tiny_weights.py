@@ -1,0 +1,149 @@
+"""Tiny random-init checkpoints in the published file names, key names and folder layouts.
+
+The files hold TerraTorch's own architectures at toy sizes, described in each folder's ``config.json``
+the way ``axs_lib.models.architecture`` reads it, so loading them runs the same code as the real files.
+TerraMind tokenizers have no toy size in TerraTorch; :func:`install_tiny_tokenizer_presets` adds a
+toy encoder and diffusion decoder preset beside TerraTorch's own (``vit_b_enc``, ``unet_patched``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from accelerate import init_empty_weights
+from huggingface_hub.file_download import repo_folder_name
+
+from axs_lib.models.catalog import KNOWN_MODELS, PRITHVI_600M, TERRAMIND_LARGE, TERRAMIND_MODALITIES
+
+TINY_ENCODER = "axs_tiny_vit_enc"
+TINY_DECODER = "unet_axs_tiny"
+TINY_VIT_DECODER = "axs_tiny_vit_dec"
+VQVAE_TOKENIZERS = ("TerraMind-1.0-Tokenizer-LULC",)
+TINY_TERRAMIND = "terramind_v1_tiny"
+TINY_PRITHVI = {"embed_dim": 32, "depth": 4, "num_heads": 2, "mlp_ratio": 2.0, "patch_size": [1, 14, 14]}
+
+
+def install_tiny_tokenizer_presets() -> None:
+    """Make ``axs_tiny_vit_enc``, ``axs_tiny_vit_dec`` and ``unet_axs_tiny`` available to TerraTorch's tokenizer builders."""
+    from terratorch.models.backbones.terramind.tokenizer.models import vit_models
+    from terratorch.models.backbones.terramind.tokenizer.models.unet import unet
+
+    def axs_tiny_vit_enc(in_channels, patch_size, resolution, patch_proj=True, post_mlp=False, **_):
+        return vit_models.ViTEncoder(
+            in_channels=in_channels, patch_size=patch_size, resolution=resolution, dim_tokens=32, depth=1,
+            num_heads=2, mlp_ratio=2, patch_proj=patch_proj, post_mlp=post_mlp,
+        )
+
+    def unet_axs_tiny(**kwargs):
+        return unet.PatchedUNetCondCat(
+            patch_size=4, model_channels=32, num_res_blocks=1, attention_resolutions=[], channel_mult=(1,),
+            num_head_channels=32, **kwargs,
+        )
+
+    def axs_tiny_vit_dec(out_channels, patch_size, resolution, patch_proj=True, post_mlp=False, out_conv=False, **_):
+        return vit_models.ViTDecoder(
+            out_channels=out_channels, patch_size=patch_size, resolution=resolution, dim_tokens=32, depth=1,
+            num_heads=2, mlp_ratio=2, patch_proj=patch_proj, post_mlp=post_mlp, out_conv=out_conv,
+        )
+
+    vit_models.axs_tiny_vit_enc = axs_tiny_vit_enc
+    vit_models.axs_tiny_vit_dec = axs_tiny_vit_dec
+    unet.unet_axs_tiny = unet_axs_tiny
+
+
+def _random_state_dict(module: torch.nn.Module, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Random values for parameters (built on meta), real values for buffers."""
+    state = {}
+    for key, tensor in module.state_dict().items():
+        if tensor.is_meta:
+            tensor = torch.randn(tensor.shape, generator=generator) * 0.02
+        state[key] = tensor.detach().clone().contiguous()
+    return state
+
+
+def terramind_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Keys of the published TerraMind MAE checkpoint, for every modality, at the tiny size."""
+    from terratorch.registry import TERRATORCH_BACKBONE_REGISTRY, TERRATORCH_FULL_MODEL_REGISTRY
+
+    generator = torch.Generator().manual_seed(seed)
+    raw = [name for name, modality in TERRAMIND_MODALITIES.items() if modality.channels]
+    generatable = [name for name, modality in TERRAMIND_MODALITIES.items() if modality.generatable]
+    with init_empty_weights(include_buffers=False):
+        generator_model = TERRATORCH_FULL_MODEL_REGISTRY[f"{TINY_TERRAMIND}_generate"](
+            pretrained=False, modalities=list(TERRAMIND_MODALITIES), output_modalities=generatable
+        )
+        encoder = TERRATORCH_BACKBONE_REGISTRY[TINY_TERRAMIND](pretrained=False, modalities=raw)
+    state = _random_state_dict(encoder, generator)
+    prefix = "sampler.model."
+    for key, tensor in _random_state_dict(generator_model.sampler, generator).items():
+        state.setdefault(key.removeprefix("model."), tensor)
+    assert not any(key.startswith(prefix) for key in state)
+    return state
+
+
+def tokenizer_state_dict(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    from terratorch.registry import TERRATORCH_FULL_MODEL_REGISTRY
+
+    torch.manual_seed(seed)
+    tokenizer = TERRATORCH_FULL_MODEL_REGISTRY[KNOWN_MODELS[name].builder](
+        pretrained=False, **config_for(name)["pretrained_cfg"]
+    )
+    return {key: value.contiguous() for key, value in tokenizer.state_dict().items()}
+
+
+def prithvi_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Keys of the published Prithvi MAE checkpoint (``encoder.*``, ``decoder.*``) at the tiny size."""
+    from terratorch.registry import TERRATORCH_FULL_MODEL_REGISTRY
+
+    torch.manual_seed(seed)
+    mae = TERRATORCH_FULL_MODEL_REGISTRY["prithvi_eo_v2_600_mae"](
+        pretrained=False, num_frames=4, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2, **TINY_PRITHVI
+    )
+    return {key: value.contiguous() for key, value in mae.state_dict().items()}
+
+
+def config_for(name: str) -> dict:
+    spec = KNOWN_MODELS[name]
+    if name == TERRAMIND_LARGE:
+        return {"architecture": TINY_TERRAMIND}
+    if name == PRITHVI_600M:
+        return {"architecture": "prithvi_eo_v2_600", "pretrained_cfg": {**TINY_PRITHVI, "img_size": 224, "num_frames": 4}}
+    assert spec.builder.startswith("terramind_v1_tokenizer_")
+    decoder = TINY_VIT_DECODER if name in VQVAE_TOKENIZERS else TINY_DECODER
+    return {"pretrained_cfg": {"enc_type": TINY_ENCODER, "dec_type": decoder}}
+
+
+def state_dict_for(name: str) -> dict[str, torch.Tensor]:
+    if name == TERRAMIND_LARGE:
+        return terramind_state_dict()
+    if name == PRITHVI_600M:
+        return prithvi_state_dict()
+    return tokenizer_state_dict(name)
+
+
+def model_folder(root: Path, name: str, layout: str = "plain", revision: str = "0" * 40) -> Path:
+    """Where a model lives under ``root``: ``plain`` (``root/<name>``) or ``snapshot`` (hub cache layout)."""
+    spec = KNOWN_MODELS[name]
+    if layout == "plain":
+        return root / name
+    repo_folder = root / repo_folder_name(repo_id=spec.repo_id, repo_type="model")
+    (repo_folder / "refs").mkdir(parents=True, exist_ok=True)
+    (repo_folder / "refs" / "main").write_text(revision)
+    return repo_folder / "snapshots" / revision
+
+
+def write_tiny_model(root: Path, name: str, layout: str = "plain") -> Path:
+    """Write one tiny checkpoint (published file name) and its ``config.json``; return the file."""
+    folder = model_folder(Path(root), name, layout)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / KNOWN_MODELS[name].filename
+    torch.save(state_dict_for(name), path)
+    (folder / "config.json").write_text(json.dumps(config_for(name), indent=2))
+    return path
+
+
+def write_tiny_weights(root: Path, names=None, layout: str = "plain") -> dict[str, Path]:
+    """Write tiny checkpoints for ``names`` (default: every known model) under ``root``."""
+    return {name: write_tiny_model(root, name, layout) for name in (names or KNOWN_MODELS)}
