@@ -88,10 +88,10 @@ class InvalidArgumentError(AxsModelError, ValueError):
 
 
 class BackboneBuildError(AxsModelError, RuntimeError):
-    """TerraTorch failed to build a backbone; the original exception is chained as ``__cause__``."""
+    """A registered model failed to build; the original exception is chained as ``__cause__``."""
 
-    def __init__(self, name: str, cause: BaseException):
-        super().__init__(f"Failed to build backbone {name}: {type(cause).__name__}: {cause}")
+    def __init__(self, name: str, cause: BaseException, kind: str = "backbone"):
+        super().__init__(f"Failed to build {kind} {name}: {type(cause).__name__}: {cause}")
 
 
 class WrongModuleImportError(AxsModelError, ImportError):

@@ -115,8 +115,9 @@ def _wrapper_class(entry: RegisteredName) -> type:
             return factory(*args, **kwargs)
         except AxsModelError:
             raise
-        except KeyError as error:
-            raise BackboneBuildError(entry.name, error) from error
+        except Exception as error:
+            kind = "backbone" if entry.registry == "backbone" else "model"
+            raise BackboneBuildError(entry.name, error, kind) from error
 
     doc = f"Builds {entry.name} with axs_lib ({factory.__name__})."
     if entry.alias_of:

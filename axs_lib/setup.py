@@ -1,0 +1,102 @@
+"""Download the known checkpoints into ``weights/hf/<Name>/`` and convert them to safetensors.
+
+    python axs_lib/setup.py                      # everything, then convert
+    python axs_lib/setup.py --models Prithvi-EO-2.0-600M
+    python axs_lib/setup.py --convert-only       # no network: convert what is already downloaded
+
+Downloads go through ``huggingface_hub.snapshot_download``: progress bars, resumable, and written under a
+temporary name until complete. Conversions are atomic too (see ``axs_lib.models.conversion``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.pop(0)  # run as a script: do not let this folder's modules shadow installed top-level ones
+
+from axs_lib.models.catalog import KNOWN_MODELS, ModelSpec
+from axs_lib.models.conversion import convert_to_safetensors
+from axs_lib.models.discovery import PROJECT_WEIGHTS_DIR
+from axs_lib.models.errors import AxsModelError
+
+logger = logging.getLogger("axs_lib.setup")
+
+
+def download(spec: ModelSpec, weights_dir: Path) -> Path:
+    """Fetch ``spec``'s weights file (and its ``config.json``, if published) into ``weights_dir/<name>/``."""
+    from huggingface_hub import snapshot_download
+
+    folder = weights_dir / spec.name
+    snapshot_download(repo_id=spec.repo_id, local_dir=folder, allow_patterns=[spec.filename, "config.json"])
+    return folder / spec.filename
+
+
+def convert(spec: ModelSpec, weights_dir: Path, *, force: bool = False) -> Path | None:
+    """Convert the downloaded ``.pt`` of ``spec`` to ``model.safetensors``; ``None`` when it is not downloaded."""
+    source = weights_dir / spec.name / spec.filename
+    if not source.is_file():
+        return None
+    return convert_to_safetensors(source, force=force)
+
+
+def _is_offline_error(error: BaseException) -> bool:
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    return isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", choices=sorted(KNOWN_MODELS), metavar="NAME",
+                        help=f"which models (default: all): {', '.join(KNOWN_MODELS)}")
+    parser.add_argument("--weights-dir", type=Path, default=PROJECT_WEIGHTS_DIR,
+                        help=f"where to put them (default: {PROJECT_WEIGHTS_DIR})")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--convert-only", action="store_true", help="only convert files already downloaded")
+    mode.add_argument("--no-convert", action="store_true", help="download without converting to safetensors")
+    parser.add_argument("--force", action="store_true", help="convert again even when up to date")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    specs = [KNOWN_MODELS[name] for name in (args.models or KNOWN_MODELS)]
+    weights_dir = args.weights_dir.expanduser().resolve()
+    converted = 0
+    for spec in specs:
+        if not args.convert_only:
+            print(f"Downloading {spec.name} from {spec.repo_id} ...", flush=True)
+            try:
+                download(spec, weights_dir)
+            except Exception as error:  # noqa: BLE001 - one clear line instead of a network traceback
+                if not _is_offline_error(error):
+                    raise
+                print(
+                    f"ERROR: cannot reach the Hugging Face Hub to download {spec.repo_id} (no network?). "
+                    f"Copy {spec.filename} into {weights_dir / spec.name}/ by hand, or retry when online.",
+                    file=sys.stderr,
+                )
+                return 2
+        if args.no_convert:
+            continue
+        try:
+            target = convert(spec, weights_dir, force=args.force)
+        except AxsModelError as error:
+            print(f"ERROR: {error}", file=sys.stderr)
+            return 1
+        if target is not None:
+            converted += 1
+            print(f"{spec.name}: {target}")
+        elif args.convert_only:
+            print(f"{spec.name}: not downloaded, skipped")
+    if args.convert_only and not converted:
+        print(f"ERROR: nothing to convert under {weights_dir}; download first with: python axs_lib/setup.py",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

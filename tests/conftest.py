@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny checkpoints in the published layouts, and a search path cut off from this machine.
+
+Every test runs with ``AXS_WEIGHTS_DIR`` unset, the project's ``weights/hf`` and the Hugging Face cache
+pointed at empty folders, and the Hub offline, so only the files a test puts in place can be found.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tiny_weights import install_tiny_tokenizer_presets, write_tiny_weights
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A weights folder holding every known model, tiny, in the plain layout. Treat it as read-only."""
+    install_tiny_tokenizer_presets()
+    root = tmp_path_factory.mktemp("weights")
+    write_tiny_weights(root)
+    return root
+
+
+@pytest.fixture
+def weights_copy(tiny_weights, tmp_path) -> Path:
+    """A private, writable copy of :func:`tiny_weights` for tests that change files."""
+    return Path(shutil.copytree(tiny_weights, tmp_path / "weights"))
+
+
+@pytest.fixture(autouse=True)
+def isolated_search(tmp_path, monkeypatch):
+    """Search only places the test sets up; no network."""
+    from axs_lib.models import discovery
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.delenv("AXS_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(empty / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(discovery, "PROJECT_WEIGHTS_DIR", empty / "weights-hf")
+    return empty
+
+
+@pytest.fixture
+def use_weights(monkeypatch):
+    """Point ``AXS_WEIGHTS_DIR`` at a folder: ``use_weights(path)``."""
+
+    def point_at(root: Path) -> Path:
+        monkeypatch.setenv("AXS_WEIGHTS_DIR", str(root))
+        return root
+
+    return point_at
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    torch.manual_seed(0)

@@ -1,0 +1,104 @@
+"""Where checkpoints are found: explicit path, AXS_WEIGHTS_DIR, weights/hf, the Hugging Face cache."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from axs_lib.models import KNOWN_MODELS, CheckpointNotFoundError, build_prithvi_600_backbone, find_all, find_checkpoint
+from axs_lib.models import discovery
+from axs_lib.models.catalog import PRITHVI_600M
+from tiny_weights import model_folder, write_tiny_model
+
+SPEC = KNOWN_MODELS[PRITHVI_600M]
+
+
+@pytest.fixture
+def prithvi_file(tiny_weights):
+    return tiny_weights / PRITHVI_600M / SPEC.filename
+
+
+def place(root, layout="plain", source=None):
+    """Put the tiny Prithvi checkpoint under ``root`` in ``layout``; return the file."""
+    folder = model_folder(root, PRITHVI_600M, layout)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, folder / SPEC.filename)
+    shutil.copy(source.parent / "config.json", folder / "config.json")
+    return folder / SPEC.filename
+
+
+def test_an_explicit_file_is_used_as_given(prithvi_file):
+    found = find_checkpoint(SPEC, prithvi_file)
+    assert (found.path, found.origin, found.format) == (prithvi_file, "checkpoint_path", "pt")
+
+
+def test_an_explicit_model_folder_or_weights_folder_is_searched(prithvi_file, tiny_weights):
+    assert find_checkpoint(SPEC, prithvi_file.parent).path == prithvi_file
+    assert find_checkpoint(SPEC, tiny_weights).path == prithvi_file
+
+
+def test_an_explicit_path_that_does_not_exist_is_not_replaced_by_another(prithvi_file, use_weights, tmp_path):
+    use_weights(prithvi_file.parent.parent)
+    with pytest.raises(CheckpointNotFoundError, match="nowhere.pt"):
+        find_checkpoint(SPEC, tmp_path / "nowhere.pt")
+
+
+def test_search_order_is_env_then_project_then_hf_cache(prithvi_file, use_weights, tmp_path, monkeypatch):
+    env_file = place(tmp_path / "env", source=prithvi_file)
+    project_file = place(tmp_path / "project", source=prithvi_file)
+    cache_file = place(tmp_path / "cache", "snapshot", source=prithvi_file)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(discovery, "PROJECT_WEIGHTS_DIR", tmp_path / "project")
+
+    assert find_checkpoint(SPEC).path == project_file
+    use_weights(tmp_path / "env")
+    assert find_checkpoint(SPEC).path == env_file
+    shutil.rmtree(tmp_path / "env")
+    shutil.rmtree(tmp_path / "project")
+    found = find_checkpoint(SPEC)
+    assert (found.path, found.origin) == (cache_file, "HF cache")
+
+
+def test_a_hub_snapshot_inside_the_weights_folder_is_found(prithvi_file, use_weights, tmp_path):
+    snapshot_file = place(tmp_path / "weights", "snapshot", source=prithvi_file)
+    use_weights(tmp_path / "weights")
+    assert find_checkpoint(SPEC).path == snapshot_file
+    assert "snapshots" in snapshot_file.parts
+
+
+def test_models_load_from_a_snapshot_layout(prithvi_file, use_weights, tmp_path):
+    place(tmp_path / "weights", "snapshot", source=prithvi_file)
+    use_weights(tmp_path / "weights")
+    assert len(build_prithvi_600_backbone().blocks) == 4
+
+
+def test_safetensors_under_the_published_stem_is_preferred_to_the_pt(prithvi_file, tmp_path):
+    from safetensors.torch import save_file
+
+    from helpers import checkpoint
+
+    copy = place(tmp_path / "w", source=prithvi_file)
+    save_file(checkpoint(copy), copy.with_suffix(".safetensors"))
+    found = find_checkpoint(SPEC, tmp_path / "w")
+    assert (found.path.name, found.format) == ("Prithvi_EO_V2_600M.safetensors", "safetensors")
+
+
+def test_missing_checkpoint_lists_every_place_and_the_download_command(use_weights, tmp_path):
+    use_weights(tmp_path / "my-weights")
+    with pytest.raises(CheckpointNotFoundError) as raised:
+        find_checkpoint(SPEC)
+    message = str(raised.value)
+    assert str(tmp_path / "my-weights") in message
+    assert str(discovery.PROJECT_WEIGHTS_DIR) in message
+    assert "python axs_lib/setup.py --models Prithvi-EO-2.0-600M" in message
+    assert "pretrained=False" in message
+    assert isinstance(raised.value, FileNotFoundError)
+
+
+def test_find_all_reports_only_models_present(tmp_path, use_weights, tiny_weights):
+    write_tiny_model(tmp_path / "w", PRITHVI_600M)
+    use_weights(tmp_path / "w")
+    assert list(find_all()) == [PRITHVI_600M]
+    use_weights(tiny_weights)
+    assert set(find_all()) == set(KNOWN_MODELS)

@@ -1,0 +1,134 @@
+"""After loading, every parameter holds the checkpoint's tensor; anything less is an error, never random weights."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from axs_lib.models import (
+    KNOWN_MODELS,
+    CheckpointMismatchError,
+    CorruptCheckpointError,
+    build_prithvi_600_backbone,
+    build_terramind_backbone,
+    build_terramind_generator,
+)
+from axs_lib.models.catalog import PRITHVI_600M, TERRAMIND_LARGE
+from helpers import assert_parameters_equal, checkpoint
+
+TERRAMIND_FILE = f"{TERRAMIND_LARGE}/{KNOWN_MODELS[TERRAMIND_LARGE].filename}"
+PRITHVI_FILE = f"{PRITHVI_600M}/{KNOWN_MODELS[PRITHVI_600M].filename}"
+TOKENIZER = "TerraMind-1.0-Tokenizer-S2L2A"
+
+
+def test_terramind_backbone_parameters_are_the_checkpoint_tensors(tiny_weights):
+    model = build_terramind_backbone(checkpoint_path=tiny_weights / TERRAMIND_LARGE)
+    saved = checkpoint(tiny_weights / TERRAMIND_FILE)
+    parameters = dict(model.named_parameters())
+    assert_parameters_equal(model, {name: saved[name] for name in parameters})
+    assert not any(p.is_meta for p in model.parameters())
+
+
+def test_generator_parameters_are_terramind_and_tokenizer_tensors(tiny_weights):
+    model = build_terramind_generator(checkpoint_path=tiny_weights / TERRAMIND_LARGE)
+    terramind = checkpoint(tiny_weights / TERRAMIND_FILE)
+    tokenizer = checkpoint(tiny_weights / TOKENIZER / KNOWN_MODELS[TOKENIZER].filename)
+    expected = {}
+    for name, _ in model.named_parameters():
+        if name.startswith("sampler.model."):
+            expected[name] = terramind[name.removeprefix("sampler.model.")]
+        else:
+            expected[name] = tokenizer[name.removeprefix("tokenizer.tok_sen2l2a@224.")]
+    assert assert_parameters_equal(model, expected) == sum(1 for _ in model.parameters())
+
+
+def test_prithvi_encoder_parameters_are_the_mae_encoder_tensors(tiny_weights):
+    model = build_prithvi_600_backbone(checkpoint_path=tiny_weights / PRITHVI_600M)
+    saved = checkpoint(tiny_weights / PRITHVI_FILE)
+    expected = {name: saved[f"encoder.{name}"] for name, _ in model.named_parameters()}
+    assert assert_parameters_equal(model, expected) == len(list(model.parameters()))
+
+
+def test_prithvi_with_fewer_bands_keeps_their_pretrained_patch_embedding(tiny_weights):
+    model = build_prithvi_600_backbone(checkpoint_path=tiny_weights / PRITHVI_600M, in_channels=3)
+    saved = checkpoint(tiny_weights / PRITHVI_FILE)["encoder.patch_embed.proj.weight"]
+    assert torch.equal(model.patch_embed.proj.weight, saved[:, :3])
+
+
+def test_prithvi_with_extra_bands_adds_new_patch_embedding_channels(tiny_weights):
+    model = build_prithvi_600_backbone(checkpoint_path=tiny_weights / PRITHVI_600M, in_channels=8)
+    saved = checkpoint(tiny_weights / PRITHVI_FILE)["encoder.patch_embed.proj.weight"]
+    weight = model.patch_embed.proj.weight
+    assert weight.shape[1] == 8
+    assert torch.equal(weight[:, :6], saved)
+    assert weight[:, 6:].abs().sum() > 0
+
+
+def test_a_checkpoint_of_another_model_is_refused_naming_the_file(tiny_weights):
+    with pytest.raises(CheckpointMismatchError) as raised:
+        build_terramind_backbone(checkpoint_path=tiny_weights / PRITHVI_FILE)
+    message = str(raised.value)
+    assert str(tiny_weights / PRITHVI_FILE) in message
+    assert "missing from the checkpoint" in message
+    assert "encoder_embeddings.untok_sen1grd@224.proj.weight" in message
+
+
+def test_an_incomplete_checkpoint_is_refused(weights_copy):
+    path = weights_copy / TERRAMIND_FILE
+    state = checkpoint(path)
+    del state["encoder.3.mlp.fc1.weight"]
+    torch.save(state, path)
+    with pytest.raises(CheckpointMismatchError, match=r"1 keys missing from the checkpoint: encoder\.3\.mlp\.fc1\.weight"):
+        build_terramind_backbone(checkpoint_path=path)
+
+
+def test_a_wrong_shape_is_refused_with_both_shapes(weights_copy):
+    path = weights_copy / TERRAMIND_FILE
+    state = checkpoint(path)
+    state["encoder.0.attn.proj.weight"] = torch.zeros(7, 7)
+    torch.save(state, path)
+    with pytest.raises(CheckpointMismatchError, match=r"wrong shape: encoder\.0\.attn\.proj\.weight \(checkpoint .*\[7, 7\]"):
+        build_terramind_backbone(checkpoint_path=path)
+
+
+def test_a_broken_tokenizer_is_blamed_on_the_tokenizer_file(weights_copy):
+    path = weights_copy / TOKENIZER / KNOWN_MODELS[TOKENIZER].filename
+    state = checkpoint(path)
+    state.pop(next(iter(state)))
+    torch.save(state, path)
+    with pytest.raises(CheckpointMismatchError) as raised:
+        build_terramind_generator(checkpoint_path=weights_copy / TERRAMIND_LARGE)
+    assert f"Checkpoint {path} " in str(raised.value)
+
+
+def test_prithvi_with_another_patch_size_is_refused_not_randomised(weights_copy):
+    path = weights_copy / PRITHVI_FILE
+    state = checkpoint(path)
+    state["encoder.patch_embed.proj.weight"] = torch.zeros(32, 6, 1, 16, 16)
+    torch.save(state, path)
+    with pytest.raises(CheckpointMismatchError, match="patch_embed.proj.weight"):
+        build_prithvi_600_backbone(checkpoint_path=path)
+
+
+def test_a_truncated_file_is_reported_as_corrupt(weights_copy):
+    path = weights_copy / TERRAMIND_FILE
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptCheckpointError, match="truncated or corrupt"):
+        build_terramind_backbone(checkpoint_path=path)
+
+
+def test_a_file_that_is_not_a_state_dict_is_reported_as_corrupt(tmp_path):
+    path = tmp_path / KNOWN_MODELS[TERRAMIND_LARGE].filename
+    torch.save([1, 2, 3], path)
+    with pytest.raises(CorruptCheckpointError, match="does not hold a state dict"):
+        build_terramind_backbone(checkpoint_path=path)
+
+
+def test_pickled_code_is_never_executed(tmp_path):
+    path = tmp_path / KNOWN_MODELS[TERRAMIND_LARGE].filename
+    torch.save({"weights": shutil.copyfileobj}, path)
+    with pytest.raises(CorruptCheckpointError):
+        build_terramind_backbone(checkpoint_path=path)

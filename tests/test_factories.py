@@ -1,0 +1,180 @@
+"""The public factories: what they return, what trains, and how bad arguments are refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from axs_lib.models import (
+    CheckpointNotFoundError,
+    InvalidArgumentError,
+    PrithviSegmentation,
+    build_prithvi_600,
+    build_terramind_backbone,
+    build_terramind_generator,
+)
+from axs_lib.models.catalog import PRITHVI_600M, TERRAMIND_LARGE
+from axs_lib.models.terramind import GENERATOR_OUTPUTS
+from helpers import trainable
+from tiny_weights import TINY_PRITHVI
+
+
+@pytest.fixture
+def weights(tiny_weights, use_weights):
+    return use_weights(tiny_weights)
+
+
+@pytest.fixture(scope="module")
+def sar():
+    return torch.randn(1, 2, 224, 224) * 5 - 15
+
+
+class TestTerraMindGenerator:
+    def test_sar_to_optical_returns_a_twelve_band_image(self, weights, sar):
+        model = build_terramind_generator(timesteps=6)
+        with torch.no_grad():
+            out = model({"S1GRD": sar})
+        assert set(out) == {"S2L2A"}
+        assert out["S2L2A"].shape == (1, 12, 224, 224)
+        assert torch.isfinite(out["S2L2A"]).all()
+        assert not model.training
+
+    def test_several_outputs_each_come_back_at_input_size(self, weights):
+        model = build_terramind_generator(input_modalities=("S2L2A",), output_modalities=("S1GRD", "DEM"), timesteps=6)
+        with torch.no_grad():
+            out = model({"S2L2A": torch.rand(2, 12, 64, 64) * 3000})
+        assert {name: tuple(t.shape) for name, t in out.items()} == {"S1GRD": (2, 2, 64, 64), "DEM": (2, 1, 64, 64)}
+
+    def test_only_the_tokenizers_it_needs_must_be_on_disk(self, weights_copy, use_weights):
+        import shutil
+
+        shutil.rmtree(weights_copy / "TerraMind-1.0-Tokenizer-S1GRD")
+        use_weights(weights_copy)
+        build_terramind_generator(("S1GRD",), ("S2L2A",))
+        with pytest.raises(CheckpointNotFoundError, match="TerraMind-1.0-Tokenizer-S1GRD"):
+            build_terramind_generator(("S2L2A",), ("S1GRD",))
+
+    @pytest.mark.parametrize("timesteps", [5, 51, 0, 12.5, "12"])
+    def test_timesteps_outside_6_to_50_are_refused(self, timesteps):
+        with pytest.raises(InvalidArgumentError, match="timesteps"):
+            build_terramind_generator(timesteps=timesteps)
+
+    @pytest.mark.parametrize(
+        ("inputs", "outputs", "complaint"),
+        [
+            (("S1GRD",), ("S2",), "output_modalities has unknown modality 'S2'; valid choices are S2L2A, S1GRD"),
+            (("SAR",), ("S2L2A",), "input_modalities has unknown modality 'SAR'"),
+            ((), ("S2L2A",), "input_modalities is empty; choose one or more of S2L2A"),
+            (("S1GRD",), (), "output_modalities is empty"),
+            (("S1GRD",), ("RGB",), "unknown modality 'RGB'"),
+            (("S1GRD", "S1GRD"), ("S2L2A",), "names a modality twice"),
+        ],
+    )
+    def test_bad_modalities_are_refused_listing_valid_ones(self, inputs, outputs, complaint):
+        with pytest.raises(InvalidArgumentError) as raised:
+            build_terramind_generator(inputs, outputs)
+        assert complaint in str(raised.value)
+        assert isinstance(raised.value, ValueError)
+
+    def test_every_generatable_output_is_valid(self):
+        assert GENERATOR_OUTPUTS == ("S2L2A", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI")
+
+
+class TestTerraMindBackbone:
+    def test_features_per_layer_for_each_token(self, weights):
+        model = build_terramind_backbone()
+        with torch.no_grad():
+            features = model({"S1GRD": torch.randn(2, 2, 224, 224), "S2L2A": torch.randn(2, 12, 224, 224)})
+        assert len(features) == len(model.encoder)
+        assert features[-1].shape == (2, 196, model.encoder[0].attn.qkv.in_features)
+
+    def test_frozen_means_no_gradients_and_eval_mode(self, weights):
+        model = build_terramind_backbone(freeze=True)
+        assert not trainable(model)
+        assert not model.training
+
+    def test_unfrozen_trains_everything(self, weights):
+        model = build_terramind_backbone(modalities=("S1GRD",), freeze=False)
+        assert set(trainable(model)) == {name for name, _ in model.named_parameters()}
+
+    def test_token_only_modalities_are_refused(self):
+        with pytest.raises(InvalidArgumentError, match="unknown modality 'LULC'; valid choices are S2L2A, S2L1C, S1GRD"):
+            build_terramind_backbone(modalities=("LULC",))
+
+
+class TestPrithvi:
+    def test_segmentation_logits_have_one_channel_per_class(self, weights):
+        model = build_prithvi_600(num_classes=3, img_size=112)
+        assert isinstance(model, PrithviSegmentation)
+        assert model(torch.randn(2, 6, 112, 112)).shape == (2, 3, 112, 112)
+
+    def test_one_class_keeps_its_channel_dimension(self, weights):
+        model = build_prithvi_600(img_size=56, use_lora=False)
+        assert model(torch.randn(2, 6, 56, 56)).shape == (2, 1, 56, 56)
+
+    def test_a_size_that_is_not_a_whole_number_of_patches_is_padded_and_cropped(self, weights):
+        model = build_prithvi_600(img_size=60)
+        assert model(torch.randn(2, 6, 60, 60)).shape == (2, 1, 60, 60)
+
+    def test_lora_trains_only_adapters_in_the_encoder(self, weights):
+        rank = 4
+        model = build_prithvi_600(lora_r=rank, lora_alpha=8, freeze_encoder=True)
+        encoder = {name: count for name, count in trainable(model).items() if name.startswith("model.encoder.")}
+        dim, depth = TINY_PRITHVI["embed_dim"], TINY_PRITHVI["depth"]
+        assert all("lora_" in name for name in encoder)
+        assert sum(encoder.values()) == depth * 2 * (rank * dim + dim * rank)  # A and B of q and v per block
+        assert any(name.startswith("model.decoder.") for name in trainable(model))
+        assert any(name.startswith("model.head.") for name in trainable(model))
+
+    def test_lora_rank_and_alpha_reach_peft(self, weights):
+        model = build_prithvi_600(lora_r=2, lora_alpha=6)
+        config = model.model.encoder.peft_config["default"]
+        assert (config.r, config.lora_alpha) == (2, 6)
+        assert sorted(config.target_modules) == ["q_linear", "v_linear"]
+
+    def test_frozen_encoder_without_lora_trains_decoder_and_head_only(self, weights):
+        model = build_prithvi_600(use_lora=False, freeze_encoder=True)
+        names = trainable(model)
+        assert names and not any(name.startswith("model.encoder.") for name in names)
+
+    def test_no_lora_and_no_freezing_trains_everything(self, weights):
+        model = build_prithvi_600(use_lora=False)
+        assert len(trainable(model)) == len(list(model.parameters()))
+
+    def test_other_band_counts_rebuild_the_patch_embedding(self, weights):
+        model = build_prithvi_600(in_channels=4, img_size=56)
+        assert model(torch.randn(2, 4, 56, 56)).shape == (2, 1, 56, 56)
+
+    def test_input_with_the_wrong_band_count_is_refused_clearly(self, weights):
+        model = build_prithvi_600(img_size=56)
+        with pytest.raises(InvalidArgumentError, match=r"expected images of shape \[B, 6, H, W\], got \[1, 3, 56, 56\]"):
+            model(torch.randn(1, 3, 56, 56))
+
+    @pytest.mark.parametrize(
+        ("arguments", "complaint"),
+        [
+            ({"lora_r": 0}, "lora_r must be at least 1, got 0"),
+            ({"lora_r": -2}, "lora_r must be at least 1"),
+            ({"lora_alpha": 0}, "lora_alpha must be at least 1"),
+            ({"in_channels": 0}, "in_channels must be at least 1"),
+            ({"num_classes": 0}, "num_classes must be at least 1"),
+            ({"img_size": 10}, "img_size must be at least one 14-pixel patch"),
+            ({"img_size": "384"}, "img_size must be a whole number"),
+        ],
+    )
+    def test_bad_arguments_are_refused(self, weights, arguments, complaint):
+        with pytest.raises(InvalidArgumentError, match=complaint):
+            build_prithvi_600(**arguments)
+
+
+def test_pretrained_false_needs_no_weights_anywhere():
+    model = build_terramind_backbone(modalities=("S1GRD",), pretrained=False, freeze=True)
+    assert len(model.encoder) == 24
+    assert not any(p.is_meta for p in model.parameters())
+
+
+def test_pretrained_true_without_weights_says_how_to_get_them():
+    with pytest.raises(CheckpointNotFoundError, match=f"python axs_lib/setup.py --models {PRITHVI_600M}"):
+        build_prithvi_600()
+    with pytest.raises(CheckpointNotFoundError, match=TERRAMIND_LARGE):
+        build_terramind_generator()

@@ -1,0 +1,114 @@
+"""TerraTorch sees this library's models under their registered names, and builds them from local files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from terratorch.registry import (
+    BACKBONE_REGISTRY,
+    FULL_MODEL_REGISTRY,
+    TERRATORCH_BACKBONE_REGISTRY,
+    TERRATORCH_FULL_MODEL_REGISTRY,
+)
+
+from axs_lib.models import (
+    REGISTERED_NAMES,
+    BackboneBuildError,
+    CheckpointNotFoundError,
+    PrithviSegmentation,
+    register_all_models,
+)
+from axs_lib.models import registration
+
+REGISTRIES = {"backbone": BACKBONE_REGISTRY, "full_model": FULL_MODEL_REGISTRY}
+
+
+@pytest.fixture
+def weights(tiny_weights, use_weights):
+    return use_weights(tiny_weights)
+
+
+def test_importing_the_package_registered_every_name():
+    for entry in REGISTERED_NAMES:
+        assert entry.name in REGISTRIES[entry.registry]["terratorch"], entry.name
+
+
+def test_the_registered_names_are_the_documented_ones():
+    assert {(e.name, e.registry, e.alias_of) for e in REGISTERED_NAMES} == {
+        ("axs_terramind_v1_large", "backbone", None),
+        ("axs_prithvi_eo_v2_600", "backbone", None),
+        ("axs_terramind_v1_large_generate", "full_model", None),
+        ("axs_prithvi_eo_v2_600_segmentation", "full_model", None),
+        ("terramind_backbone", "backbone", "axs_terramind_v1_large"),
+        ("prithvi_600M", "backbone", "axs_prithvi_eo_v2_600_segmentation"),
+        ("terramind_generator", "full_model", "axs_terramind_v1_large_generate"),
+    }
+
+
+def test_registering_again_is_harmless_and_reports_what_was_found(weights):
+    before = len(TERRATORCH_BACKBONE_REGISTRY), len(TERRATORCH_FULL_MODEL_REGISTRY)
+    report = register_all_models()
+    assert (len(TERRATORCH_BACKBONE_REGISTRY), len(TERRATORCH_FULL_MODEL_REGISTRY)) == before
+    assert report.found["Prithvi-EO-2.0-600M"].path == weights / "Prithvi-EO-2.0-600M" / "Prithvi_EO_V2_600M.pt"
+    assert report.missing == []
+    assert report.as_dict()["registered"][0] == {"name": "axs_terramind_v1_large", "registry": "backbone", "alias_of": None}
+
+
+def test_backbones_build_through_terratorch_registries(weights):
+    prithvi = BACKBONE_REGISTRY.build("axs_prithvi_eo_v2_600", img_size=56)
+    assert len(prithvi(torch.randn(1, 6, 56, 56))) == 4
+    terramind = BACKBONE_REGISTRY.build("terratorch_axs_terramind_v1_large", modalities=["S1GRD"])
+    assert len(terramind({"S1GRD": torch.randn(1, 2, 224, 224)})) == len(terramind.encoder)
+
+
+def test_full_models_build_through_terratorch_registries(weights):
+    generator = FULL_MODEL_REGISTRY.build("axs_terramind_v1_large_generate", timesteps=6)
+    with torch.no_grad():
+        assert generator({"S1GRD": torch.randn(1, 2, 64, 64)})["S2L2A"].shape == (1, 12, 64, 64)
+    segmentation = FULL_MODEL_REGISTRY.build("axs_prithvi_eo_v2_600_segmentation", num_classes=2, img_size=56)
+    assert isinstance(segmentation, PrithviSegmentation)
+
+
+def test_legacy_names_build_the_same_models(weights):
+    assert isinstance(BACKBONE_REGISTRY.build("prithvi_600M", img_size=56), PrithviSegmentation)
+    assert not any(p.requires_grad for p in BACKBONE_REGISTRY.build("terramind_backbone", freeze=True).parameters())
+    assert "S2L2A" in FULL_MODEL_REGISTRY.build("terramind_generator").output_mod_name_mapping.values()
+
+
+def test_a_terratorch_encoder_decoder_config_can_name_the_backbone(weights):
+    from terratorch.models.encoder_decoder_factory import EncoderDecoderFactory
+
+    model = EncoderDecoderFactory().build_model(
+        task="segmentation",
+        backbone="axs_prithvi_eo_v2_600",
+        backbone_pretrained=True,
+        backbone_img_size=56,
+        necks=[{"name": "SelectIndices", "indices": [1, 3]}, {"name": "ReshapeTokensToImage"}],
+        decoder="FCNDecoder",
+        num_classes=2,
+    )
+    assert model(torch.randn(2, 6, 56, 56)).output.shape == (2, 2, 56, 56)
+
+
+def test_missing_weights_surface_as_the_clear_error_not_terratorch_fallbacks():
+    with pytest.raises(CheckpointNotFoundError, match="Prithvi-EO-2.0-600M"):
+        BACKBONE_REGISTRY.build("axs_prithvi_eo_v2_600")
+
+
+def test_a_key_error_inside_a_builder_is_not_mistaken_for_an_unknown_model():
+    def broken(*args, **kwargs):
+        raise KeyError("modality")
+
+    entry = registration.RegisteredName("axs_test_broken", "backbone", broken)
+    TERRATORCH_BACKBONE_REGISTRY.register(registration._wrapper_class(entry))
+    try:
+        with pytest.raises(BackboneBuildError, match="Failed to build backbone axs_test_broken") as raised:
+            BACKBONE_REGISTRY.build("axs_test_broken")
+        assert isinstance(raised.value.__cause__, KeyError)
+    finally:
+        del TERRATORCH_BACKBONE_REGISTRY._registry["axs_test_broken"]
+
+
+def test_unknown_builder_arguments_are_reported_with_the_registered_name(weights):
+    with pytest.raises(BackboneBuildError, match="Failed to build model axs_prithvi_eo_v2_600_segmentation: TypeError"):
+        FULL_MODEL_REGISTRY.build("axs_prithvi_eo_v2_600_segmentation", no_such_argument=1)
