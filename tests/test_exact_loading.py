@@ -37,10 +37,10 @@ def test_generator_parameters_are_terramind_and_tokenizer_tensors(tiny_weights):
     tokenizer = checkpoint(tiny_weights / TOKENIZER / KNOWN_MODELS[TOKENIZER].filename)
     expected = {}
     for name, _ in model.named_parameters():
-        if name.startswith("sampler.model."):
-            expected[name] = terramind[name.removeprefix("sampler.model.")]
+        if name.startswith("model.sampler.model."):
+            expected[name] = terramind[name.removeprefix("model.sampler.model.")]
         else:
-            expected[name] = tokenizer[name.removeprefix("tokenizer.tok_sen2l2a@224.")]
+            expected[name] = tokenizer[name.removeprefix("model.tokenizer.tok_sen2l2a@224.")]
     assert assert_parameters_equal(model, expected) == sum(1 for _ in model.parameters())
 
 

@@ -45,6 +45,27 @@ class TestTerraMindGenerator:
             out = model({"S2L2A": torch.rand(2, 12, 64, 64) * 3000})
         assert {name: tuple(t.shape) for name, t in out.items()} == {"S1GRD": (2, 2, 64, 64), "DEM": (2, 1, 64, 64)}
 
+    @pytest.mark.parametrize(
+        ("inputs", "complaint"),
+        [
+            ({"S2L2A": torch.zeros(1, 12, 64, 64)}, "unexpected input modality 'S2L2A'; this generator was built for S1GRD"),
+            ({"S1GRD": torch.zeros(1, 3, 64, 64)}, r"S1GRD must have shape \[B, 2, H, W\], got \[1, 3, 64, 64\]"),
+            ({"S1GRD": torch.zeros(1, 2, 60, 64)}, "60x64 pixels; TerraMind needs multiples of 16"),
+            ({}, "pass a dict of input images"),
+        ],
+    )
+    def test_bad_inputs_are_refused_before_generation(self, weights, inputs, complaint):
+        model = build_terramind_generator()
+        with pytest.raises(InvalidArgumentError, match=complaint):
+            model(inputs)
+
+    def test_reduced_precision_weights_still_generate_float32_images(self, weights, sar):
+        model = build_terramind_generator(dtype="bf16", timesteps=6)
+        assert {p.dtype for p in model.model.sampler.parameters()} == {torch.bfloat16}
+        with torch.no_grad():
+            out = model({"S1GRD": sar[..., :64, :64]}, timesteps=6)["S2L2A"]
+        assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
     def test_only_the_tokenizers_it_needs_must_be_on_disk(self, weights_copy, use_weights):
         import shutil
 
@@ -96,6 +117,18 @@ class TestTerraMindBackbone:
     def test_unfrozen_trains_everything(self, weights):
         model = build_terramind_backbone(modalities=("S1GRD",), freeze=False)
         assert set(trainable(model)) == {name for name, _ in model.named_parameters()}
+
+    @pytest.mark.parametrize("dtype", [torch.bfloat16, "fp16"])
+    def test_reduced_precision_features_stay_close_to_float32(self, weights, dtype):
+        inputs = {"S1GRD": torch.randn(1, 2, 64, 64)}
+        reference = build_terramind_backbone(modalities=("S1GRD",))
+        reduced = build_terramind_backbone(modalities=("S1GRD",), dtype=dtype)
+        low = next(reduced.parameters()).dtype
+        assert low in (torch.bfloat16, torch.float16)
+        with torch.no_grad():
+            expected = reference(inputs)[-1]
+            actual = reduced({"S1GRD": inputs["S1GRD"].to(low)})[-1].float()
+        assert (actual - expected).norm() / expected.norm() < 0.05
 
     def test_token_only_modalities_are_refused(self):
         with pytest.raises(InvalidArgumentError, match="unknown modality 'LULC'; valid choices are S2L2A, S2L1C, S1GRD"):
@@ -150,9 +183,21 @@ class TestPrithvi:
         with pytest.raises(InvalidArgumentError, match=r"expected images of shape \[B, 6, H, W\], got \[1, 3, 56, 56\]"):
             model(torch.randn(1, 3, 56, 56))
 
+    def test_reduced_precision_logits_stay_close_to_float32(self, weights):
+        images = torch.randn(2, 6, 56, 56)
+        reference = build_prithvi_600(img_size=56, use_lora=False).eval()
+        reduced = build_prithvi_600(img_size=56, use_lora=False, dtype=torch.bfloat16).eval()
+        reduced.load_state_dict(reference.state_dict())
+        assert {p.dtype for p in reduced.parameters()} == {torch.bfloat16}
+        with torch.no_grad():
+            expected, actual = reference(images), reduced(images).float()
+        assert (actual - expected).norm() / expected.norm() < 0.05
+
     @pytest.mark.parametrize(
         ("arguments", "complaint"),
         [
+            ({"dtype": "int8"}, "dtype must be torch.float32, torch.float16 or torch.bfloat16"),
+            ({"device": "tpu9"}, "device 'tpu9' is not a torch device"),
             ({"lora_r": 0}, "lora_r must be at least 1, got 0"),
             ({"lora_r": -2}, "lora_r must be at least 1"),
             ({"lora_alpha": 0}, "lora_alpha must be at least 1"),

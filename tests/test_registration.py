@@ -72,7 +72,7 @@ def test_full_models_build_through_terratorch_registries(weights):
 def test_legacy_names_build_the_same_models(weights):
     assert isinstance(BACKBONE_REGISTRY.build("prithvi_600M", img_size=56), PrithviSegmentation)
     assert not any(p.requires_grad for p in BACKBONE_REGISTRY.build("terramind_backbone", freeze=True).parameters())
-    assert "S2L2A" in FULL_MODEL_REGISTRY.build("terramind_generator").output_mod_name_mapping.values()
+    assert FULL_MODEL_REGISTRY.build("terramind_generator").output_modalities == ("S2L2A",)
 
 
 def test_a_terratorch_encoder_decoder_config_can_name_the_backbone(weights):

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import torch
+
 from .errors import InvalidArgumentError
+
+DTYPE_NAMES = {
+    "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
+    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+}
 
 
 def modality_names(value: Sequence[str] | str, argument: str, valid: Iterable[str]) -> tuple[str, ...]:
@@ -31,3 +39,22 @@ def whole_number(value: object, argument: str, *, minimum: int, maximum: int | N
         bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         raise InvalidArgumentError(f"{argument} must be {bound}, got {value}.")
     return value
+
+
+def floating_dtype(value: torch.dtype | str | None) -> torch.dtype | None:
+    """``torch.float32``/``float16``/``bfloat16``, or one of their names (``"bf16"``, ``"fp16"``, ...)."""
+    if value is None or value in set(DTYPE_NAMES.values()):
+        return value
+    if isinstance(value, str) and value.lower().removeprefix("torch.") in DTYPE_NAMES:
+        return DTYPE_NAMES[value.lower().removeprefix("torch.")]
+    raise InvalidArgumentError(
+        f"dtype must be torch.float32, torch.float16 or torch.bfloat16 (or one of {', '.join(DTYPE_NAMES)}), got {value!r}."
+    )
+
+
+def torch_device(value: torch.device | str | None) -> torch.device:
+    """A ``torch.device`` (CPU when ``None``)."""
+    try:
+        return torch.device(value if value is not None else "cpu")
+    except (RuntimeError, TypeError) as error:
+        raise InvalidArgumentError(f"device {value!r} is not a torch device: {error}") from error

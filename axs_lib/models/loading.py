@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from .errors import CheckpointMismatchError, CorruptCheckpointError
@@ -26,10 +25,14 @@ logger = logging.getLogger(__name__)
 StateDict = dict[str, torch.Tensor]
 
 
-def read_state_dict(path: Path, device: str | torch.device = "cpu") -> StateDict:
+def read_state_dict(
+    path: Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> StateDict:
     """Read a ``.safetensors`` or pickled ``.pt`` state dict without executing any pickled code.
 
-    ``.pt`` files are memory-mapped, so their tensors are paged in from disk rather than copied.
+    Tensors go straight to ``device``, floating ones cast to ``dtype``, one at a time, so no second full
+    copy of the weights is held. ``.pt`` files are memory-mapped: tensors that need no cast stay backed
+    by the file (do not rewrite a ``.pt`` in place while a model loaded from it is alive).
 
     Raises:
         CorruptCheckpointError: the file is truncated, of another format, or not a flat state dict.
@@ -37,16 +40,20 @@ def read_state_dict(path: Path, device: str | torch.device = "cpu") -> StateDict
     path = Path(path)
     try:
         if path.suffix == ".safetensors":
-            state_dict = load_file(path, device=str(device))
-        else:
-            state_dict = torch.load(path, map_location=device, weights_only=True, mmap=True)
+            with safe_open(path, framework="pt", device=str(device)) as handle:
+                return {key: _cast(handle.get_tensor(key), device, dtype) for key in handle.keys()}
+        state_dict = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (SafetensorError, RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
         if isinstance(error, FileNotFoundError):
             raise
         raise CorruptCheckpointError(path, f"{type(error).__name__}: {error}") from error
     if not isinstance(state_dict, Mapping) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CorruptCheckpointError(path, "it does not hold a state dict (a mapping of names to tensors)")
-    return dict(state_dict)
+    return {key: _cast(state_dict[key], device, dtype) for key in list(state_dict)}
+
+
+def _cast(tensor: torch.Tensor, device: str | torch.device, dtype: torch.dtype | None) -> torch.Tensor:
+    return tensor.to(device=device, dtype=dtype if dtype is not None and tensor.is_floating_point() else None)
 
 
 @contextmanager
@@ -73,8 +80,15 @@ class CheckpointPart:
     prefix: str = ""
 
 
-def build_and_load(build: Callable[[], nn.Module], parts: list[CheckpointPart], *, model_name: str) -> nn.Module:
-    """Build a model on ``meta`` and fill every parameter exactly from ``parts``.
+def build_and_load(
+    build: Callable[[], nn.Module],
+    parts: list[CheckpointPart],
+    *,
+    model_name: str,
+    device: torch.device = torch.device("cpu"),
+    dtype: torch.dtype | None = None,
+) -> nn.Module:
+    """Build a model on ``meta`` and fill every parameter exactly from ``parts``, on ``device`` in ``dtype``.
 
     TerraTorch filters fill keys the checkpoint lacks with the model's own tensor; such a key counts as
     missing when it is a parameter (a parameter on ``meta`` has no value), and is accepted when it is a
@@ -90,7 +104,7 @@ def build_and_load(build: Callable[[], nn.Module], parts: list[CheckpointPart], 
     claimed = [part.prefix for part in parts if part.prefix]
     merged: StateDict = {}
     for part in parts:
-        raw = read_state_dict(part.path)
+        raw = read_state_dict(part.path, device, dtype)
         filtered = part.checkpoint_filter(raw, model)
         if part.prefix:
             owned = {key: value for key, value in filtered.items() if key.startswith(part.prefix)}
@@ -106,7 +120,18 @@ def build_and_load(build: Callable[[], nn.Module], parts: list[CheckpointPart], 
 
     model.load_state_dict({key: value.detach() for key, value in merged.items()}, strict=True, assign=True)
     _restore_trainability(model, expected)
-    return model
+    return place(model, device, dtype)
+
+
+def place(model: nn.Module, device: torch.device, dtype: torch.dtype | None) -> nn.Module:
+    """Move what is not there yet (buffers the model computed itself) to ``device`` and ``dtype``.
+
+    ``dtype`` and ``device`` are applied in separate calls: TerraTorch's ``TerraMindGeneration.to`` takes
+    one positional argument, and also moves its standardisation statistics.
+    """
+    if dtype is not None:
+        model.to(dtype)
+    return model.to(device)
 
 
 def _check_exact(

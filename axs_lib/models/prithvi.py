@@ -17,7 +17,7 @@ from .architecture import builder_arguments
 from .catalog import KNOWN_MODELS, PRITHVI_600M, PRITHVI_PRETRAINED_BANDS
 from .discovery import find_checkpoint
 from .errors import CheckpointMismatchError, InvalidArgumentError
-from .loading import CheckpointPart, StateDict, build_and_load
+from .loading import CheckpointPart, StateDict, build_and_load, place
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +39,19 @@ class PrithviSegmentation(nn.Module):
         self.in_channels = in_channels
         self.num_classes = num_classes
 
+    @property
+    def head_dtype(self) -> torch.dtype:
+        return next(self.model.head.parameters()).dtype
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits for ``images`` ``[B, in_channels, H, W]``, computed in the model's dtype."""
         if images.ndim != 4 or images.shape[1] != self.in_channels:
             raise InvalidArgumentError(
                 f"expected images of shape [B, {self.in_channels}, H, W], got {list(images.shape)}; "
                 f"build the model with in_channels={images.shape[1] if images.ndim == 4 else '<bands>'} "
                 "to use other bands."
             )
-        logits = self.model(images).output
+        logits = self.model(images.to(self.head_dtype)).output
         return logits.unsqueeze(1) if logits.ndim == 3 else logits
 
 
@@ -60,6 +65,8 @@ def build_prithvi_600(
     lora_alpha: int = 16,
     freeze_encoder: bool = False,
     checkpoint_path: str | os.PathLike | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
 ) -> PrithviSegmentation:
     """Prithvi EO 2.0 600M encoder in a TerraTorch UperNet segmentation model.
 
@@ -80,6 +87,9 @@ def build_prithvi_600(
         freeze_encoder: without LoRA, freeze every encoder weight (decoder and head train). With LoRA the
             encoder weights are frozen either way.
         checkpoint_path: Prithvi's file or folder, instead of searching the default locations.
+        device: where the model is placed (default CPU); the encoder is loaded straight there.
+        dtype: ``torch.float32`` (default: as stored), ``torch.float16``, ``torch.bfloat16`` or a name such
+            as ``"bf16"``; inputs are cast to it.
     """
     num_classes = _validation.whole_number(num_classes, "num_classes", minimum=1)
     in_channels = _validation.whole_number(in_channels, "in_channels", minimum=1)
@@ -88,8 +98,10 @@ def build_prithvi_600(
         lora_r = _validation.whole_number(lora_r, "lora_r", minimum=1)
         _validation.whole_number(lora_alpha, "lora_alpha", minimum=1)
 
+    device, dtype = _validation.torch_device(device), _validation.floating_dtype(dtype)
     backbone = build_prithvi_600_backbone(
-        pretrained=pretrained, in_channels=in_channels, img_size=img_size, checkpoint_path=checkpoint_path
+        pretrained=pretrained, in_channels=in_channels, img_size=img_size, checkpoint_path=checkpoint_path,
+        device=device, dtype=dtype,
     )
     depth = len(backbone.blocks)
     if depth < 4:
@@ -119,7 +131,7 @@ def build_prithvi_600(
         num_classes=num_classes,
         peft_config=peft_config,
     )
-    return PrithviSegmentation(model, in_channels=in_channels, num_classes=num_classes)
+    return place(PrithviSegmentation(model, in_channels=in_channels, num_classes=num_classes), device, dtype)
 
 
 def build_prithvi_600_backbone(
@@ -128,6 +140,8 @@ def build_prithvi_600_backbone(
     img_size: int = 224,
     checkpoint_path: str | os.PathLike | None = None,
     bands: Sequence[Any] | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
     **terratorch_kwargs: Any,
 ) -> nn.Module:
     """The Prithvi EO 2.0 600M ViT encoder, as TerraTorch's ``prithvi_eo_v2_600`` builds it, loaded exactly.
@@ -136,9 +150,11 @@ def build_prithvi_600_backbone(
         in_channels: see :func:`build_prithvi_600`; ignored when ``bands`` is given.
         img_size: rounded up to a whole number of patches.
         bands: TerraTorch band names (``HLSBands``) or ints, in input order; overrides ``in_channels``.
+        device, dtype: as for :func:`build_prithvi_600`.
         terratorch_kwargs: passed to TerraTorch's builder (``num_frames``, ``out_indices``, ...).
     """
     spec = KNOWN_MODELS[PRITHVI_600M]
+    device, dtype = _validation.torch_device(device), _validation.floating_dtype(dtype)
     prithvi_vit = terratorch_module("models.backbones.prithvi_vit")
     model_bands = list(bands) if bands is not None else _bands_for(in_channels)
     builder = terratorch_module("registry").TERRATORCH_BACKBONE_REGISTRY[spec.builder]
@@ -159,17 +175,19 @@ def build_prithvi_600_backbone(
         return builder(pretrained=False, **arguments)
 
     if checkpoint is None:
-        return build()
+        return place(build(), device, dtype)
 
     pretrained_bands = list(prithvi_vit.PRETRAINED_BANDS)
 
     def vit_filter(state_dict: StateDict, model: nn.Module) -> StateDict:
         _check_patch_embedding(state_dict, model, checkpoint.path)
-        model.patch_embed.to_empty(device="cpu")
+        model.patch_embed.to_empty(device=device)
         return prithvi_vit.checkpoint_filter_fn_vit(state_dict, model, pretrained_bands, model.model_bands)
 
     logger.info("loading Prithvi encoder from %s", checkpoint.path)
-    return build_and_load(build, [CheckpointPart(checkpoint.path, vit_filter)], model_name=f"{spec.name} encoder")
+    return build_and_load(
+        build, [CheckpointPart(checkpoint.path, vit_filter)], model_name=f"{spec.name} encoder", device=device, dtype=dtype
+    )
 
 
 def _bands_for(in_channels: int) -> list[str]:

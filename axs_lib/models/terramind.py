@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+import torch
 from torch import nn
 
 from . import _validation
@@ -13,7 +14,8 @@ from ._terratorch import registry, terratorch_module
 from .architecture import builder_arguments, builder_name
 from .catalog import KNOWN_MODELS, TERRAMIND_LARGE, TERRAMIND_MODALITIES
 from .discovery import CheckpointFile, find_checkpoint
-from .loading import CheckpointPart, StateDict, build_and_load
+from .errors import InvalidArgumentError
+from .loading import CheckpointPart, StateDict, build_and_load, place
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +27,72 @@ GENERATOR_OUTPUTS = tuple(name for name, modality in TERRAMIND_MODALITIES.items(
 BACKBONE_MODALITIES = tuple(name for name, modality in TERRAMIND_MODALITIES.items() if modality.channels)
 
 
+PATCH_SIZE = 16
+"""TerraMind's patch size: generator inputs must be a whole number of patches high and wide."""
+
+
+class TerraMindGenerator(nn.Module):
+    """TerraTorch's ``TerraMindGeneration`` with checked inputs and reduced-precision support.
+
+    Call it with ``{"S1GRD": tensor[B, 2, H, W]}``; it returns ``{"S2L2A": tensor[B, 12, H, W]}`` in float32.
+    When the weights are float16/bfloat16 the forward pass runs under ``torch.autocast`` in that dtype.
+
+    Attributes:
+        model: the TerraTorch ``TerraMindGeneration`` module.
+        input_modalities, output_modalities: as built.
+    """
+
+    def __init__(self, model: nn.Module, input_modalities: Sequence[str], output_modalities: Sequence[str]):
+        super().__init__()
+        for module in model.modules():
+            if isinstance(module, nn.GroupNorm):
+                module.float()  # the tokenizers' UNet normalises in float32 (TerraTorch's GroupNorm32)
+        self.model = model
+        self.input_modalities = tuple(input_modalities)
+        self.output_modalities = tuple(output_modalities)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.sampler.parameters()).dtype
+
+    def forward(self, inputs: Mapping[str, torch.Tensor], timesteps: int | None = None) -> dict[str, torch.Tensor]:
+        """Generate the output modalities from ``inputs`` (any non-empty subset of the input modalities).
+
+        Args:
+            timesteps: diffusion steps for this call, within ``TIMESTEPS_RANGE`` (default: as built).
+        """
+        self._check(inputs)
+        if timesteps is not None:
+            timesteps = _validation.whole_number(
+                timesteps, "timesteps", minimum=TIMESTEPS_RANGE[0], maximum=TIMESTEPS_RANGE[1]
+            )
+        dtype, device = self.dtype, next(self.model.sampler.parameters()).device
+        batch = {name: tensor.to(device=device, dtype=dtype) for name, tensor in inputs.items()}
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            outputs = self.model(batch, timesteps=timesteps)
+        return {name: tensor.float() for name, tensor in outputs.items()}
+
+    def _check(self, inputs: Mapping[str, torch.Tensor]) -> None:
+        if not isinstance(inputs, Mapping) or not inputs:
+            raise InvalidArgumentError(
+                f"pass a dict of input images, e.g. {{'{self.input_modalities[0]}': tensor[B, C, H, W]}}"
+            )
+        for name, tensor in inputs.items():
+            if name not in self.input_modalities:
+                raise InvalidArgumentError(
+                    f"unexpected input modality {name!r}; this generator was built for {', '.join(self.input_modalities)}"
+                )
+            channels = TERRAMIND_MODALITIES[name].channels
+            shape = list(tensor.shape)
+            if tensor.ndim != 4 or (channels and shape[1] != channels):
+                raise InvalidArgumentError(f"{name} must have shape [B, {channels or 'C'}, H, W], got {shape}")
+            if shape[-1] % PATCH_SIZE or shape[-2] % PATCH_SIZE:
+                raise InvalidArgumentError(
+                    f"{name} is {shape[-2]}x{shape[-1]} pixels; TerraMind needs multiples of {PATCH_SIZE} "
+                    "(tile or crop the scene, e.g. to 224x224)"
+                )
+
+
 def build_terramind_generator(
     input_modalities: Sequence[str] = ("S1GRD",),
     output_modalities: Sequence[str] = ("S2L2A",),
@@ -32,11 +100,13 @@ def build_terramind_generator(
     standardize: bool = True,
     pretrained: bool = True,
     checkpoint_path: str | os.PathLike | None = None,
-) -> nn.Module:
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
+) -> TerraMindGenerator:
     """TerraMind 1.0 Large any-to-any generation, e.g. Sentinel-1 GRD to Sentinel-2 L2A.
 
     The model is called with ``{"S1GRD": tensor[B, 2, H, W]}`` (H, W multiples of 16) and returns
-    ``{"S2L2A": tensor[B, 12, H, W]}``. With ``standardize=True`` inputs and outputs are in physical units
+    ``{"S2L2A": tensor[B, 12, H, W]}`` (see :class:`TerraMindGenerator`). With ``standardize=True`` inputs and outputs are in physical units
     (dB for SAR, reflectance x 10000 for optical) and TerraMind's pretraining statistics are applied inside.
 
     Args:
@@ -47,6 +117,9 @@ def build_terramind_generator(
         pretrained: load TerraMind and the tokenizers from local files; ``False`` gives random weights
             without touching the disk or the network.
         checkpoint_path: TerraMind's file or folder; tokenizers are looked for beside it first.
+        device: where the weights are loaded (default CPU).
+        dtype: ``torch.float32`` (default: as stored), ``torch.float16``, ``torch.bfloat16`` or a name such
+            as ``"bf16"``.
 
     Raises:
         InvalidArgumentError: unknown or empty modalities, ``timesteps`` out of range.
@@ -55,6 +128,7 @@ def build_terramind_generator(
     inputs = _validation.modality_names(input_modalities, "input_modalities", GENERATOR_INPUTS)
     outputs = _validation.modality_names(output_modalities, "output_modalities", GENERATOR_OUTPUTS)
     timesteps = _validation.whole_number(timesteps, "timesteps", minimum=TIMESTEPS_RANGE[0], maximum=TIMESTEPS_RANGE[1])
+    device, dtype = _validation.torch_device(device), _validation.floating_dtype(dtype)
     builders = registry().TERRATORCH_FULL_MODEL_REGISTRY
     spec = KNOWN_MODELS[TERRAMIND_LARGE]
 
@@ -68,7 +142,7 @@ def build_terramind_generator(
         )
 
     if not pretrained:
-        return build(spec.builder).eval()
+        return TerraMindGenerator(place(build(spec.builder), device, dtype), inputs, outputs).eval()
 
     checkpoint = find_checkpoint(spec, checkpoint_path)
     tokenized = outputs + tuple(name for name in inputs if TERRAMIND_MODALITIES[name].channels is None)
@@ -92,7 +166,8 @@ def build_terramind_generator(
     parts = [CheckpointPart(checkpoint.path, generate_filter)]
     parts += [CheckpointPart(file.path, _prefixed(f"tokenizer.{key}."), f"tokenizer.{key}.") for key, file in tokenizers.items()]
     logger.info("loading TerraMind generator from %s (+ %d tokenizers)", checkpoint.path, len(tokenizers))
-    return build_and_load(build_with_tokenizers, parts, model_name=f"{spec.name} generator").eval()
+    model = build_and_load(build_with_tokenizers, parts, model_name=f"{spec.name} generator", device=device, dtype=dtype)
+    return TerraMindGenerator(model, inputs, outputs).eval()
 
 
 def build_terramind_backbone(
@@ -100,6 +175,8 @@ def build_terramind_backbone(
     pretrained: bool = True,
     freeze: bool = True,
     checkpoint_path: str | os.PathLike | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
 ) -> nn.Module:
     """TerraMind 1.0 Large encoder for feature extraction.
 
@@ -111,8 +188,12 @@ def build_terramind_backbone(
         pretrained: load the local TerraMind checkpoint; ``False`` gives random weights.
         freeze: no parameter requires grad and the model is in eval mode.
         checkpoint_path: TerraMind's file or folder, instead of searching the default locations.
+        device: where the weights are loaded (default CPU).
+        dtype: ``torch.float32`` (default: as stored), ``torch.float16``, ``torch.bfloat16`` or a name such
+            as ``"bf16"``; inputs must be given in the same dtype.
     """
     names = _validation.modality_names(modalities, "modalities", BACKBONE_MODALITIES)
+    device, dtype = _validation.torch_device(device), _validation.floating_dtype(dtype)
     builders = registry().TERRATORCH_BACKBONE_REGISTRY
     spec = KNOWN_MODELS[TERRAMIND_LARGE]
 
@@ -127,9 +208,11 @@ def build_terramind_backbone(
             lambda: build(builder_name(spec, checkpoint.path)),
             [CheckpointPart(checkpoint.path, vit_filter)],
             model_name=f"{spec.name} backbone",
+            device=device,
+            dtype=dtype,
         )
     else:
-        model = build(spec.builder)
+        model = place(build(spec.builder), device, dtype)
     if freeze:
         model.requires_grad_(False).eval()
     return model

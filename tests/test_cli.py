@@ -1,0 +1,85 @@
+"""The command-line tools, run as a user runs them: in a fresh Python process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from axs_lib.models import KNOWN_MODELS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(args: list[str], env_overrides: dict[str, str], *, project_weights: Path) -> subprocess.CompletedProcess:
+    """Run a CLI with the project's own ``weights/hf`` replaced by ``project_weights``."""
+    env = {key: value for key, value in os.environ.items() if key != "AXS_WEIGHTS_DIR"}
+    env.update({"HF_HUB_OFFLINE": "1", **env_overrides})
+    launcher = (
+        "import runpy, sys; import axs_lib.models.discovery as d; "
+        f"d.PROJECT_WEIGHTS_DIR = __import__('pathlib').Path({str(project_weights)!r}); "
+        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", launcher, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture
+def cli_env(isolated_search):
+    return {"HF_HUB_CACHE": str(isolated_search / "hf-cache")}
+
+
+def test_register_models_prints_found_models_and_registered_names(tiny_weights, cli_env, isolated_search):
+    result = run(["register_models.py"], {**cli_env, "AXS_WEIGHTS_DIR": str(tiny_weights)},
+                 project_weights=isolated_search)
+    assert result.returncode == 0, result.stderr
+    for name, spec in KNOWN_MODELS.items():
+        assert name in result.stdout and spec.filename in result.stdout
+    assert "axs_prithvi_eo_v2_600_segmentation" in result.stdout
+    assert "prithvi_600M" in result.stdout
+
+
+def test_register_models_json_is_the_report(tiny_weights, cli_env, isolated_search):
+    result = run(["register_models.py", "--json"], {**cli_env, "AXS_WEIGHTS_DIR": str(tiny_weights)},
+                 project_weights=isolated_search)
+    report = json.loads(result.stdout)
+    assert {entry["name"] for entry in report["found"]} == set(KNOWN_MODELS)
+    assert all(entry["format"] == "pt" and entry["size_bytes"] > 0 for entry in report["found"])
+    assert len(report["registered"]) == 7
+
+
+def test_register_models_without_weights_says_how_to_download_and_fails(cli_env, isolated_search):
+    result = run(["register_models.py"], cli_env, project_weights=isolated_search)
+    assert result.returncode == 1
+    assert "ERROR: No models found. Please download models first." in result.stderr
+    assert "python axs_lib/setup.py" in result.stderr
+
+
+def test_setup_without_network_says_so_in_one_line(tmp_path, cli_env, isolated_search):
+    result = run(["axs_lib/setup.py", "--models", "Prithvi-EO-2.0-600M", "--weights-dir", str(tmp_path)], cli_env,
+                 project_weights=isolated_search)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and "cannot reach the Hugging Face Hub" in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_setup_rejects_unknown_model_names(cli_env, isolated_search):
+    result = run(["axs_lib/setup.py", "--models", "Prithvi-9000"], cli_env, project_weights=isolated_search)
+    assert result.returncode == 2
+    assert "invalid choice: 'Prithvi-9000'" in result.stderr
+
+
+def test_importing_the_library_prints_nothing(tmp_path, cli_env):
+    result = subprocess.run(
+        [sys.executable, "-c", "import axs_lib.models"], cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, **cli_env, "HF_HUB_OFFLINE": "1"}, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert "axs_lib" not in result.stderr
