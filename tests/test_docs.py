@@ -1,0 +1,23 @@
+"""Every ``python`` block of the README and of docs/ runs, in order, against the tiny checkpoints."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_code_examples_run(page, tiny_weights, use_weights):
+    blocks = PYTHON_BLOCK.findall(page.read_text())
+    if page.name in ("model_registration.md", "api.md", "README.md"):
+        assert blocks, f"{page.name} should show runnable examples"
+    use_weights(tiny_weights)
+    namespace: dict = {}
+    for number, block in enumerate(blocks, 1):
+        exec(compile(block, f"{page.name}[python block {number}]", "exec"), namespace)
