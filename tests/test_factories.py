@@ -223,3 +223,41 @@ def test_pretrained_true_without_weights_says_how_to_get_them():
         build_prithvi_600()
     with pytest.raises(CheckpointNotFoundError, match=TERRAMIND_LARGE):
         build_terramind_generator()
+
+
+class TestLowMemoryTraining:
+    @staticmethod
+    def saved_activation_bytes(model, images) -> int:
+        saved = []
+
+        def pack(tensor):
+            saved.append(tensor.numel() * tensor.element_size())
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            model(images).mean()
+        return sum(saved)
+
+    def test_gradient_checkpointing_keeps_fewer_activations_and_the_same_gradients(self, weights):
+        images = torch.randn(2, 6, 56, 56)
+        plain = build_prithvi_600(img_size=56, use_lora=False).eval()
+        checkpointed = build_prithvi_600(img_size=56, use_lora=False, gradient_checkpointing=True).eval()
+        checkpointed.load_state_dict(plain.state_dict())
+        assert self.saved_activation_bytes(checkpointed, images) < self.saved_activation_bytes(plain, images)
+        for model in (plain, checkpointed):
+            model(images).square().mean().backward()
+        for (name, a), (_, b) in zip(plain.named_parameters(), checkpointed.named_parameters()):
+            assert torch.allclose(a.grad, b.grad, atol=1e-6), name
+
+    def test_low_vram_preset_is_lora_rank_4_frozen_encoder_and_16_bit_weights(self, weights):
+        model = build_prithvi_600(low_vram=True, img_size=56)
+        config = model.model.encoder.peft_config["default"]
+        assert config.r == 4
+        assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+        encoder = [name for name in trainable(model) if name.startswith("model.encoder.")]
+        assert encoder and all("lora_" in name for name in encoder)
+        model(torch.randn(2, 6, 56, 56)).float().mean().backward()
+
+    def test_low_vram_refuses_contradicting_arguments(self):
+        with pytest.raises(InvalidArgumentError, match="low_vram=True means use_lora=True with lora_r=4"):
+            build_prithvi_600(low_vram=True, use_lora=False)

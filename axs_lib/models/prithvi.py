@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from . import _validation
 from ._terratorch import terratorch_module
@@ -23,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 LORA_TARGET_MODULES = ("q_linear", "v_linear")
 """Attention projections that receive LoRA adapters, after TerraTorch splits each fused ``qkv``."""
+
+LOW_VRAM_LORA_RANK = 4
+"""``low_vram=True``: LoRA rank 4, frozen encoder, gradient checkpointing, 16-bit weights."""
 
 
 class PrithviSegmentation(nn.Module):
@@ -67,6 +71,8 @@ def build_prithvi_600(
     checkpoint_path: str | os.PathLike | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | str | None = None,
+    gradient_checkpointing: bool = False,
+    low_vram: bool = False,
 ) -> PrithviSegmentation:
     """Prithvi EO 2.0 600M encoder in a TerraTorch UperNet segmentation model.
 
@@ -90,7 +96,19 @@ def build_prithvi_600(
         device: where the model is placed (default CPU); the encoder is loaded straight there.
         dtype: ``torch.float32`` (default: as stored), ``torch.float16``, ``torch.bfloat16`` or a name such
             as ``"bf16"``; inputs are cast to it.
+        gradient_checkpointing: recompute each encoder block in the backward pass instead of keeping its
+            activations (training only; slower, much less memory).
+        low_vram: the low-memory training preset: LoRA of rank 4, frozen encoder, gradient checkpointing,
+            and bfloat16 weights (float16 on GPUs without bfloat16) unless ``dtype`` is given.
     """
+    if low_vram:
+        if not use_lora or lora_r not in (8, LOW_VRAM_LORA_RANK):
+            raise InvalidArgumentError(
+                f"low_vram=True means use_lora=True with lora_r={LOW_VRAM_LORA_RANK}; drop low_vram to choose "
+                f"(got use_lora={use_lora}, lora_r={lora_r})"
+            )
+        use_lora, lora_r, freeze_encoder, gradient_checkpointing = True, LOW_VRAM_LORA_RANK, True, True
+        dtype = dtype if dtype is not None else _half_precision_for(_validation.torch_device(device))
     num_classes = _validation.whole_number(num_classes, "num_classes", minimum=1)
     in_channels = _validation.whole_number(in_channels, "in_channels", minimum=1)
     img_size = _validation.whole_number(img_size, "img_size", minimum=1)
@@ -106,6 +124,9 @@ def build_prithvi_600(
     depth = len(backbone.blocks)
     if depth < 4:
         raise InvalidArgumentError(f"the segmentation decoder needs an encoder of at least 4 blocks, this one has {depth}")
+    if gradient_checkpointing:
+        for block in backbone.blocks:
+            block.forward = _recomputed_in_backward(block.forward)
     peft_config = None
     if use_lora:
         with torch.device("meta"):  # the split layers' own init is discarded: they take slices of qkv
@@ -188,6 +209,23 @@ def build_prithvi_600_backbone(
     return build_and_load(
         build, [CheckpointPart(checkpoint.path, vit_filter)], model_name=f"{spec.name} encoder", device=device, dtype=dtype
     )
+
+
+def _recomputed_in_backward(forward: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``forward`` under activation checkpointing whenever gradients are being recorded."""
+
+    def run(*args: Any, **kwargs: Any) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+        return forward(*args, **kwargs)
+
+    return run
+
+
+def _half_precision_for(device: torch.device) -> torch.dtype:
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
 
 
 def _bands_for(in_channels: int) -> list[str]:
