@@ -102,3 +102,14 @@ def test_find_all_reports_only_models_present(tmp_path, use_weights, tiny_weight
     assert list(find_all()) == [PRITHVI_600M]
     use_weights(tiny_weights)
     assert set(find_all()) == set(KNOWN_MODELS)
+
+
+def test_generator_finds_tokenizers_beside_terramind_in_a_hub_cache_given_as_path(tiny_weights, tmp_path):
+    from axs_lib.models import build_terramind_generator
+
+    cache = tmp_path / "cache"
+    for name in ("TerraMind-1.0-large", "TerraMind-1.0-Tokenizer-S2L2A"):
+        folder = model_folder(cache, name, "snapshot")
+        shutil.copytree(tiny_weights / name, folder)
+    terramind = model_folder(cache, "TerraMind-1.0-large", "snapshot") / KNOWN_MODELS["TerraMind-1.0-large"].filename
+    assert build_terramind_generator(checkpoint_path=terramind).output_modalities == ("S2L2A",)

@@ -64,6 +64,7 @@ def is_current(converted: Path, source: Path, *, verify_hash: bool = False) -> b
         return False
     if not verify_hash and record.get(_MTIME) == str(stat.st_mtime_ns):
         return True
+    logger.info("checking %s against its conversion by SHA-256 (its modification time changed)", source)
     return record.get(_SHA256) == sha256_of(source)
 
 

@@ -105,8 +105,12 @@ def find_all() -> dict[str, CheckpointFile]:
 
 
 def _near_roots(anchor: Path) -> list[tuple[str, Path]]:
+    """The anchor's folder and its parent; for a hub snapshot, the cache root holding ``models--*`` too."""
     folder = anchor.parent if anchor.is_file() else anchor
-    return [("checkpoint_path", folder), ("checkpoint_path", folder.parent)]
+    roots = [folder, folder.parent]
+    if folder.parent.name == "snapshots":
+        roots.append(folder.parent.parent.parent)
+    return [("checkpoint_path", root) for root in roots]
 
 
 def _find_under_root(spec: ModelSpec, root: Path) -> Path | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import cached_property
 from typing import Any
 
 from torch import nn
@@ -76,17 +76,20 @@ REGISTERED_NAMES: tuple[RegisteredName, ...] = (
 
 @dataclass
 class RegistrationReport:
-    """What :func:`register_all_models` found and did.
+    """What :func:`register_all_models` did, and which checkpoints this machine has.
 
     Attributes:
-        found: catalog name to the checkpoint found for it (models without one are absent).
         registered: the names now in TerraTorch's registries.
         error: why nothing could be registered (TerraTorch missing), or ``None``.
     """
 
-    found: dict[str, CheckpointFile] = field(default_factory=dict)
     registered: list[RegisteredName] = field(default_factory=list)
     error: str | None = None
+
+    @cached_property
+    def found(self) -> dict[str, CheckpointFile]:
+        """Catalog name to the checkpoint found for it (models without one are absent); searched on first use."""
+        return find_all()
 
     @property
     def missing(self) -> list[str]:
@@ -129,9 +132,10 @@ def register_all_models() -> RegistrationReport:
     """Register every name of ``REGISTERED_NAMES`` in TerraTorch and report the checkpoints on this machine.
 
     Safe to call repeatedly and without TerraTorch or weights installed: it never raises, prints nothing,
-    and uses no network. Building a model whose weights are missing raises the clear error then.
+    and uses no network; the disk is searched only when ``report.found`` is read. Building a model whose
+    weights are missing raises the clear error then.
     """
-    report = RegistrationReport(found=find_all())
+    report = RegistrationReport()
     try:
         from terratorch.registry import TERRATORCH_BACKBONE_REGISTRY, TERRATORCH_FULL_MODEL_REGISTRY
     except ImportError as error:
@@ -142,5 +146,5 @@ def register_all_models() -> RegistrationReport:
     for entry in REGISTERED_NAMES:
         registries[entry.registry].register(_wrapper_class(entry))
         report.registered.append(entry)
-    logger.debug("registered %d names; found %d checkpoints", len(report.registered), len(report.found))
+    logger.debug("registered %d names in TerraTorch", len(report.registered))
     return report
