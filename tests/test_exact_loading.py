@@ -132,3 +132,8 @@ def test_pickled_code_is_never_executed(tmp_path):
     torch.save({"weights": shutil.copyfileobj}, path)
     with pytest.raises(CorruptCheckpointError):
         build_terramind_backbone(checkpoint_path=path)
+
+
+def test_the_encoder_alone_is_built_for_the_tile_size_given(tiny_weights):
+    model = build_prithvi_600_backbone(checkpoint_path=tiny_weights / PRITHVI_600M, img_size=60)
+    assert list(model.patch_embed.grid_size[-2:]) == [60 // 14, 60 // 14]

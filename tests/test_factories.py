@@ -252,12 +252,12 @@ class TestLowMemoryTraining:
     def test_low_vram_preset_is_lora_rank_4_frozen_encoder_and_16_bit_weights(self, weights):
         model = build_prithvi_600(low_vram=True, img_size=56)
         config = model.model.encoder.peft_config["default"]
-        assert config.r == 4
+        assert (config.r, config.lora_alpha) == (4, 8)
         assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
         encoder = [name for name in trainable(model) if name.startswith("model.encoder.")]
         assert encoder and all("lora_" in name for name in encoder)
         model(torch.randn(2, 6, 56, 56)).float().mean().backward()
 
     def test_low_vram_refuses_contradicting_arguments(self):
-        with pytest.raises(InvalidArgumentError, match="low_vram=True means use_lora=True with lora_r=4"):
+        with pytest.raises(InvalidArgumentError, match="low_vram=True means use_lora=True with lora_r=4, lora_alpha=8"):
             build_prithvi_600(low_vram=True, use_lora=False)

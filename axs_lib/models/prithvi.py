@@ -26,7 +26,8 @@ LORA_TARGET_MODULES = ("q_linear", "v_linear")
 """Attention projections that receive LoRA adapters, after TerraTorch splits each fused ``qkv``."""
 
 LOW_VRAM_LORA_RANK = 4
-"""``low_vram=True``: LoRA rank 4, frozen encoder, gradient checkpointing, 16-bit weights."""
+"""``low_vram=True``: LoRA rank 4 (alpha 8, the default alpha/rank of 2), frozen encoder, gradient
+checkpointing, 16-bit weights."""
 
 
 class PrithviSegmentation(nn.Module):
@@ -98,16 +99,19 @@ def build_prithvi_600(
             as ``"bf16"``; inputs are cast to it.
         gradient_checkpointing: recompute each encoder block in the backward pass instead of keeping its
             activations (training only; slower, much less memory).
-        low_vram: the low-memory training preset: LoRA of rank 4, frozen encoder, gradient checkpointing,
-            and bfloat16 weights (float16 on GPUs without bfloat16) unless ``dtype`` is given.
+        low_vram: the low-memory training preset: LoRA of rank 4 and alpha 8, frozen encoder, gradient
+            checkpointing, and bfloat16 weights (float16 on GPUs without bfloat16) unless ``dtype`` is given.
+            16-bit weights train without a float32 master copy; prefer bfloat16 over float16.
     """
     if low_vram:
-        if not use_lora or lora_r not in (8, LOW_VRAM_LORA_RANK):
+        low_alpha = 2 * LOW_VRAM_LORA_RANK
+        if not use_lora or lora_r not in (8, LOW_VRAM_LORA_RANK) or lora_alpha not in (16, low_alpha):
             raise InvalidArgumentError(
-                f"low_vram=True means use_lora=True with lora_r={LOW_VRAM_LORA_RANK}; drop low_vram to choose "
-                f"(got use_lora={use_lora}, lora_r={lora_r})"
+                f"low_vram=True means use_lora=True with lora_r={LOW_VRAM_LORA_RANK}, lora_alpha={low_alpha}; "
+                f"drop low_vram to choose (got use_lora={use_lora}, lora_r={lora_r}, lora_alpha={lora_alpha})"
             )
-        use_lora, lora_r, freeze_encoder, gradient_checkpointing = True, LOW_VRAM_LORA_RANK, True, True
+        use_lora, lora_r, lora_alpha = True, LOW_VRAM_LORA_RANK, low_alpha
+        freeze_encoder, gradient_checkpointing = True, True
         dtype = dtype if dtype is not None else _half_precision_for(_validation.torch_device(device))
     num_classes = _validation.whole_number(num_classes, "num_classes", minimum=1)
     in_channels = _validation.whole_number(in_channels, "in_channels", minimum=1)
@@ -119,7 +123,7 @@ def build_prithvi_600(
     device, dtype = _validation.torch_device(device), _validation.floating_dtype(dtype)
     backbone = build_prithvi_600_backbone(
         pretrained=pretrained, in_channels=in_channels, img_size=img_size, checkpoint_path=checkpoint_path,
-        device=device, dtype=dtype,
+        device=device, dtype=dtype, whole_patches=True,
     )
     depth = len(backbone.blocks)
     if depth < 4:
@@ -163,13 +167,16 @@ def build_prithvi_600_backbone(
     bands: Sequence[Any] | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | str | None = None,
+    whole_patches: bool = False,
     **terratorch_kwargs: Any,
 ) -> nn.Module:
     """The Prithvi EO 2.0 600M ViT encoder, as TerraTorch's ``prithvi_eo_v2_600`` builds it, loaded exactly.
 
     Args:
         in_channels: see :func:`build_prithvi_600`; ignored when ``bands`` is given.
-        img_size: rounded up to a whole number of patches.
+        img_size: the tile size the position embedding is built for.
+        whole_patches: round ``img_size`` up to a whole number of patches, for callers that pad their input
+            to whole patches (TerraTorch's segmentation models do).
         bands: TerraTorch band names (``HLSBands``) or ints, in input order; overrides ``in_channels``.
         device, dtype: as for :func:`build_prithvi_600`.
         terratorch_kwargs: passed to TerraTorch's builder (``num_frames``, ``out_indices``, ...).
@@ -186,7 +193,7 @@ def build_prithvi_600_backbone(
         raise InvalidArgumentError(f"img_size must be at least one {patch}-pixel patch, got {img_size}")
     arguments = {
         "bands": model_bands,
-        "img_size": math.ceil(img_size / patch) * patch,
+        "img_size": math.ceil(img_size / patch) * patch if whole_patches else img_size,
         "num_frames": 1,
         **terratorch_kwargs,
         **architecture,
@@ -196,7 +203,8 @@ def build_prithvi_600_backbone(
         return builder(pretrained=False, **arguments)
 
     if checkpoint is None:
-        return place(build(), device, dtype)
+        with device:
+            return place(build(), device, dtype)
 
     pretrained_bands = list(prithvi_vit.PRETRAINED_BANDS)
 

@@ -142,7 +142,8 @@ def build_terramind_generator(
         )
 
     if not pretrained:
-        return TerraMindGenerator(place(build(spec.builder), device, dtype), inputs, outputs).eval()
+        with device:
+            return TerraMindGenerator(place(build(spec.builder), device, dtype), inputs, outputs).eval()
 
     checkpoint = find_checkpoint(spec, checkpoint_path)
     tokenized = outputs + tuple(name for name in inputs if TERRAMIND_MODALITIES[name].channels is None)
@@ -212,7 +213,8 @@ def build_terramind_backbone(
             dtype=dtype,
         )
     else:
-        model = place(build(spec.builder), device, dtype)
+        with device:
+            model = place(build(spec.builder), device, dtype)
     if freeze:
         model.requires_grad_(False).eval()
     return model
