@@ -50,7 +50,7 @@ def test_an_interrupted_conversion_leaves_nothing_the_loader_would_pick_up(prith
 
 
 def test_a_partial_file_left_by_a_killed_conversion_is_ignored(prithvi_pt):
-    (prithvi_pt.parent / f".{CONVERTED_FILENAME}.4242.partial").write_bytes(b"half a file")
+    (prithvi_pt.parent / ".model.4242.partial.safetensors").write_bytes(b"half a file")
     assert find_checkpoint(SPEC, prithvi_pt.parent).path == prithvi_pt
 
 
@@ -105,3 +105,19 @@ def test_loading_goes_straight_to_the_requested_dtype(prithvi_pt):
         model = build_prithvi_600_backbone(checkpoint_path=path, dtype="bf16", device="cpu")
         assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
         assert {p.device.type for p in model.parameters()} == {"cpu"}
+
+
+def test_tied_weights_are_stored_once_and_come_back_under_both_names(weights_copy):
+    from axs_lib.models.catalog import TERRAMIND_LARGE
+    from axs_lib.models.loading import read_state_dict
+
+    source = weights_copy / TERRAMIND_LARGE / KNOWN_MODELS[TERRAMIND_LARGE].filename
+    converted = convert_to_safetensors(source)
+    tied = "decoder_embeddings.tok_sen2l2a@224.to_logits.weight"
+    from safetensors import safe_open
+
+    with safe_open(converted, framework="pt") as handle:
+        assert tied not in handle.keys()
+    state = read_state_dict(converted)
+    assert torch.equal(state[tied], state["decoder_embeddings.tok_sen2l2a@224.token_emb.weight"])
+    assert set(state) == set(checkpoint(source))

@@ -137,3 +137,27 @@ def test_pickled_code_is_never_executed(tmp_path):
 def test_the_encoder_alone_is_built_for_the_tile_size_given(tiny_weights):
     model = build_prithvi_600_backbone(checkpoint_path=tiny_weights / PRITHVI_600M, img_size=60)
     assert list(model.patch_embed.grid_size[-2:]) == [60 // 14, 60 // 14]
+
+
+def test_tied_token_embeddings_stay_one_parameter(tiny_weights):
+    model = build_terramind_generator(checkpoint_path=tiny_weights / TERRAMIND_LARGE)
+    embedding = model.model.sampler.model.decoder_embeddings["tok_sen2l2a@224"]
+    assert embedding.to_logits.weight is embedding.token_emb.weight
+
+
+def test_a_checkpoint_whose_tied_weights_differ_is_refused(weights_copy):
+    path = weights_copy / TERRAMIND_FILE
+    state = checkpoint(path)
+    key = "decoder_embeddings.tok_sen2l2a@224.to_logits.weight"
+    state[key] = state[key] + 1
+    torch.save(state, path)
+    with pytest.raises(CheckpointMismatchError, match="to_logits.weight \\(must equal the tied"):
+        build_terramind_generator(checkpoint_path=path)
+
+
+def test_terratorchs_tokenizer_table_is_left_as_it_was(tiny_weights):
+    from terratorch.models.backbones.terramind.model.terramind_register import tokenizer_dict
+
+    before = dict(tokenizer_dict["v1"])
+    build_terramind_generator(checkpoint_path=tiny_weights / TERRAMIND_LARGE)
+    assert tokenizer_dict["v1"] == before

@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 
 import torch
-from accelerate import init_empty_weights
 from huggingface_hub.file_download import repo_folder_name
 
 from axs_lib.models.catalog import KNOWN_MODELS, PRITHVI_600M, TERRAMIND_LARGE, TERRAMIND_MODALITIES
+from axs_lib.models.loading import parameters_on_meta
 
 TINY_ENCODER = "axs_tiny_vit_enc"
 TINY_DECODER = "unet_axs_tiny"
@@ -53,55 +53,62 @@ def install_tiny_tokenizer_presets() -> None:
     unet.unet_axs_tiny = unet_axs_tiny
 
 
-def _random_state_dict(module: torch.nn.Module, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Random values for parameters (built on meta), real values for buffers."""
-    state = {}
-    for key, tensor in module.state_dict().items():
-        if tensor.is_meta:
-            tensor = torch.randn(tensor.shape, generator=generator) * 0.02
-        state[key] = tensor.detach().clone().contiguous()
+def _random_state_dict(*modules: torch.nn.Module, seed: int = 0, strip: str = "") -> dict[str, torch.Tensor]:
+    """Random values for parameters (built on meta), copies of buffers; the first module naming a key wins.
+
+    A parameter registered under several names (tied weights) gets one tensor under all of them, as
+    ``torch.save`` of the real model stores it.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    values: dict[int, torch.Tensor] = {}
+    state: dict[str, torch.Tensor] = {}
+    for module in modules:
+        for key, tensor in module.state_dict(keep_vars=True).items():
+            key = key.removeprefix(strip)
+            if key in state:
+                continue
+            if id(tensor) not in values:
+                if tensor.is_meta:
+                    values[id(tensor)] = torch.empty(tensor.shape).uniform_(-0.05, 0.05, generator=generator)
+                else:
+                    values[id(tensor)] = tensor.detach().clone().contiguous()
+            state[key] = values[id(tensor)]
     return state
 
 
-def terramind_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    """Keys of the published TerraMind MAE checkpoint, for every modality, at the tiny size."""
+def terramind_state_dict(variant: str = TINY_TERRAMIND, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Keys of the published TerraMind MAE checkpoint, for every modality, for a TerraTorch TerraMind size."""
     from terratorch.registry import TERRATORCH_BACKBONE_REGISTRY, TERRATORCH_FULL_MODEL_REGISTRY
 
-    generator = torch.Generator().manual_seed(seed)
     raw = [name for name, modality in TERRAMIND_MODALITIES.items() if modality.channels]
     generatable = [name for name, modality in TERRAMIND_MODALITIES.items() if modality.generatable]
-    with init_empty_weights(include_buffers=False):
-        generator_model = TERRATORCH_FULL_MODEL_REGISTRY[f"{TINY_TERRAMIND}_generate"](
+    with parameters_on_meta():
+        mae = TERRATORCH_FULL_MODEL_REGISTRY[f"{variant}_generate"](
             pretrained=False, modalities=list(TERRAMIND_MODALITIES), output_modalities=generatable
-        )
-        encoder = TERRATORCH_BACKBONE_REGISTRY[TINY_TERRAMIND](pretrained=False, modalities=raw)
-    state = _random_state_dict(encoder, generator)
-    prefix = "sampler.model."
-    for key, tensor in _random_state_dict(generator_model.sampler, generator).items():
-        state.setdefault(key.removeprefix("model."), tensor)
-    assert not any(key.startswith(prefix) for key in state)
-    return state
+        ).sampler.model
+        encoder = TERRATORCH_BACKBONE_REGISTRY[variant](pretrained=False, modalities=raw)
+    return _random_state_dict(mae, encoder, seed=seed)
 
 
-def tokenizer_state_dict(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
+def tokenizer_state_dict(name: str, seed: int = 0, **builder_arguments) -> dict[str, torch.Tensor]:
+    """A TerraMind tokenizer checkpoint; the tiny architecture unless ``builder_arguments`` say otherwise."""
     from terratorch.registry import TERRATORCH_FULL_MODEL_REGISTRY
 
-    torch.manual_seed(seed)
-    tokenizer = TERRATORCH_FULL_MODEL_REGISTRY[KNOWN_MODELS[name].builder](
-        pretrained=False, **config_for(name)["pretrained_cfg"]
-    )
-    return {key: value.contiguous() for key, value in tokenizer.state_dict().items()}
+    arguments = builder_arguments or config_for(name)["pretrained_cfg"]
+    with parameters_on_meta():
+        tokenizer = TERRATORCH_FULL_MODEL_REGISTRY[KNOWN_MODELS[name].builder](pretrained=False, **arguments)
+    return _random_state_dict(tokenizer, seed=seed)
 
 
-def prithvi_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    """Keys of the published Prithvi MAE checkpoint (``encoder.*``, ``decoder.*``) at the tiny size."""
+def prithvi_state_dict(seed: int = 0, **architecture) -> dict[str, torch.Tensor]:
+    """Keys of the published Prithvi MAE checkpoint (``encoder.*``, ``decoder.*``); tiny unless told otherwise."""
     from terratorch.registry import TERRATORCH_FULL_MODEL_REGISTRY
 
-    torch.manual_seed(seed)
-    mae = TERRATORCH_FULL_MODEL_REGISTRY["prithvi_eo_v2_600_mae"](
-        pretrained=False, num_frames=4, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2, **TINY_PRITHVI
-    )
-    return {key: value.contiguous() for key, value in mae.state_dict().items()}
+    if not architecture:
+        architecture = {"decoder_embed_dim": 16, "decoder_depth": 1, "decoder_num_heads": 2, **TINY_PRITHVI}
+    with parameters_on_meta():
+        mae = TERRATORCH_FULL_MODEL_REGISTRY["prithvi_eo_v2_600_mae"](pretrained=False, num_frames=4, **architecture)
+    return _random_state_dict(mae, seed=seed)
 
 
 def config_for(name: str) -> dict:

@@ -7,6 +7,7 @@ so that a later run can skip it and the loader can tell a current conversion fro
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -17,6 +18,7 @@ from safetensors.torch import save_file
 
 from .catalog import CONVERTED_FILENAME
 from .errors import CorruptCheckpointError
+from .loading import ALIASES_METADATA, read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -68,15 +70,25 @@ def is_current(converted: Path, source: Path, *, verify_hash: bool = False) -> b
     return record.get(_SHA256) == sha256_of(source)
 
 
-def _unshared(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """safetensors refuses tensors that share storage; give each one its own contiguous memory."""
-    seen: set[int] = set()
-    result = {}
+def _without_aliases(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Store a tensor that appears under several names once (safetensors refuses shared memory).
+
+    Returns the tensors to write and ``{dropped name: kept name}``. Tensors that overlap in memory
+    without being the same view are copied instead.
+    """
+    kept: dict[tuple, str] = {}
+    storages: set[int] = set()
+    tensors, aliases = {}, {}
     for key, tensor in state_dict.items():
-        pointer = tensor.untyped_storage().data_ptr()
-        result[key] = tensor.clone() if pointer in seen else tensor.contiguous()
-        seen.add(pointer)
-    return result
+        view = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride(), tensor.dtype)
+        if view in kept:
+            aliases[key] = kept[view]
+            continue
+        shared = view[0] in storages
+        kept[view] = key
+        storages.add(view[0])
+        tensors[key] = tensor.clone() if shared else tensor.contiguous()
+    return tensors, aliases
 
 
 def convert_to_safetensors(source: Path, *, force: bool = False) -> Path:
@@ -86,8 +98,6 @@ def convert_to_safetensors(source: Path, *, force: bool = False) -> Path:
     renamed into place, so an interrupted conversion never leaves a file the loader would pick up.
     An up-to-date conversion (same size and SHA-256) is kept unless ``force`` is set.
     """
-    from .loading import read_state_dict
-
     source = Path(source)
     target = source.with_name(CONVERTED_FILENAME)
     if not force and target.exists() and is_current(target, source, verify_hash=True):
@@ -103,9 +113,12 @@ def convert_to_safetensors(source: Path, *, force: bool = False) -> Path:
         _MTIME: str(stat.st_mtime_ns),
         _SHA256: sha256_of(source),
     }
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    tensors, aliases = _without_aliases(state_dict)
+    if aliases:
+        metadata[ALIASES_METADATA] = json.dumps(aliases)
+    temporary = target.with_name(f".{target.stem}.{os.getpid()}.partial.safetensors")
     try:
-        save_file(_unshared(state_dict), temporary, metadata=metadata)
+        save_file(tensors, temporary, metadata=metadata)
         _verify_round_trip(temporary, state_dict)
         os.replace(temporary, target)
     finally:
@@ -115,10 +128,9 @@ def convert_to_safetensors(source: Path, *, force: bool = False) -> Path:
 
 
 def _verify_round_trip(written: Path, expected: dict[str, torch.Tensor]) -> None:
-    with safe_open(written, framework="pt") as handle:
-        keys = set(handle.keys())
-        if keys != set(expected):
-            raise CorruptCheckpointError(written, "converted file does not hold the same keys as its source")
-        for key in keys:
-            if not torch.equal(handle.get_tensor(key), expected[key]):
-                raise CorruptCheckpointError(written, f"tensor {key} differs after conversion")
+    written_back = read_state_dict(written)
+    if set(written_back) != set(expected):
+        raise CorruptCheckpointError(written, "converted file does not hold the same keys as its source")
+    for key, tensor in written_back.items():
+        if not torch.equal(tensor, expected[key]):
+            raise CorruptCheckpointError(written, f"tensor {key} differs after conversion")

@@ -6,6 +6,7 @@ checkpoint tensors are then assigned in place, so no second copy of the weights 
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import zipfile
@@ -20,6 +21,9 @@ from torch import nn
 
 from .errors import CheckpointMismatchError, CorruptCheckpointError
 
+ALIASES_METADATA = "axs_aliases"
+"""safetensors header entry: ``{name: name it shares its tensor with}`` (tied weights are stored once)."""
+
 logger = logging.getLogger(__name__)
 
 StateDict = dict[str, torch.Tensor]
@@ -31,8 +35,9 @@ def read_state_dict(
     """Read a ``.safetensors`` or pickled ``.pt`` state dict without executing any pickled code.
 
     Tensors go straight to ``device``, floating ones cast to ``dtype``, one at a time, so no second full
-    copy of the weights is held. ``.pt`` files are memory-mapped: tensors that need no cast stay backed
-    by the file (do not rewrite a ``.pt`` in place while a model loaded from it is alive).
+    copy of the weights is held. Both formats are memory-mapped: on the CPU, tensors that need no cast stay
+    backed by the file and are paged in on first use (so never rewrite a checkpoint in place while a model
+    loaded from it is alive; the downloader and the converter replace files by renaming).
 
     Raises:
         CorruptCheckpointError: the file is truncated, of another format, or not a flat state dict.
@@ -41,9 +46,14 @@ def read_state_dict(
     try:
         if path.suffix == ".safetensors":
             with safe_open(path, framework="pt", device=str(device)) as handle:
-                return {key: _cast(handle.get_tensor(key), device, dtype) for key in handle.keys()}
+                state_dict = {key: _cast(handle.get_tensor(key), device, dtype) for key in handle.keys()}
+                aliases = json.loads((handle.metadata() or {}).get(ALIASES_METADATA, "{}"))
+            return state_dict | {alias: state_dict[original] for alias, original in aliases.items()}
         state_dict = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+    except (
+        SafetensorError, RuntimeError, EOFError, OSError, ValueError, KeyError,
+        pickle.UnpicklingError, zipfile.BadZipFile,
+    ) as error:
         if isinstance(error, FileNotFoundError):
             raise
         raise CorruptCheckpointError(path, f"{type(error).__name__}: {error}") from error
@@ -58,11 +68,23 @@ def _cast(tensor: torch.Tensor, device: str | torch.device, dtype: torch.dtype |
 
 @contextmanager
 def parameters_on_meta() -> Iterator[None]:
-    """Build modules with parameters on ``meta`` and buffers real, so computed buffers keep their values."""
-    from accelerate import init_empty_weights
+    """Build modules with parameters on ``meta`` and buffers real, so computed buffers keep their values.
 
-    with init_empty_weights(include_buffers=False):
+    Unlike ``accelerate.init_empty_weights``, a parameter registered twice (tied weights, such as TerraMind's
+    shared input and output token embeddings) stays one parameter.
+    """
+    register_parameter = nn.Module.register_parameter
+
+    def register_on_meta(module: nn.Module, name: str, parameter: nn.Parameter | None) -> None:
+        if parameter is not None and not parameter.is_meta:
+            parameter = type(parameter)(parameter.to("meta"), requires_grad=parameter.requires_grad)
+        register_parameter(module, name, parameter)
+
+    nn.Module.register_parameter = register_on_meta
+    try:
         yield
+    finally:
+        nn.Module.register_parameter = register_parameter
 
 
 @dataclass(frozen=True)
@@ -99,6 +121,7 @@ def build_and_load(
     """
     with parameters_on_meta():
         model = build()
+    tied = _tied_parameter_names(model)
     expected = model.state_dict(keep_vars=True)
     parameter_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
     claimed = [part.prefix for part in parts if part.prefix]
@@ -118,9 +141,38 @@ def build_and_load(
         _check_exact(own_expected, owned, parameter_names, raw, source=part.path, model_name=model_name)
         merged.update(owned)
 
+    _check_tied_values(tied, merged, parts, model_name)
     model.load_state_dict({key: value.detach() for key, value in merged.items()}, strict=True, assign=True)
     _restore_trainability(model, expected)
+    _retie(model, tied)
     return place(model, device, dtype)
+
+
+def _tied_parameter_names(model: nn.Module) -> list[list[str]]:
+    """Groups of names under which one parameter is registered more than once."""
+    names_by_parameter: dict[int, list[str]] = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        names_by_parameter.setdefault(id(parameter), []).append(name)
+    return [names for names in names_by_parameter.values() if len(names) > 1]
+
+
+def _check_tied_values(tied: list[list[str]], state_dict: StateDict, parts: list[CheckpointPart], model_name: str) -> None:
+    for first, *others in tied:
+        differing = [name for name in others if not torch.equal(state_dict[name], state_dict[first])]
+        if differing:
+            source = next((part.path for part in parts if part.prefix and first.startswith(part.prefix)), parts[0].path)
+            raise CheckpointMismatchError(
+                source, model_name, mismatched=[f"{name} (must equal the tied {first})" for name in differing]
+            )
+
+
+def _retie(model: nn.Module, tied: list[list[str]]) -> None:
+    """``assign=True`` gives every name its own tensor; make tied names one parameter again."""
+    for first, *others in tied:
+        parameter = model.get_parameter(first)
+        for name in others:
+            owner, _, attribute = name.rpartition(".")
+            setattr(model.get_submodule(owner), attribute, parameter)
 
 
 def place(model: nn.Module, device: torch.device, dtype: torch.dtype | None) -> nn.Module:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from functools import partial
 
 import torch
 from torch import nn
@@ -154,16 +157,19 @@ def build_terramind_generator(
         for name in dict.fromkeys(tokenized)
     }
 
+    register = terratorch_module("models.backbones.terramind.model.terramind_register")
+
     def build_with_tokenizers() -> nn.Module:
-        model = build(builder_name(spec, checkpoint.path))
+        builders = {key: partial(_build_tokenizer, file) for key, file in tokenizers.items()}
+        with _tokenizer_builders(register.tokenizer_dict["v1"], builders):
+            model = build(builder_name(spec, checkpoint.path))
         if set(model.tokenizer) != set(tokenizers):
             raise RuntimeError(
                 f"TerraTorch built tokenizers {sorted(model.tokenizer)}, this library expected {sorted(tokenizers)}"
             )
-        model.tokenizer = nn.ModuleDict({key: _build_tokenizer(file) for key, file in tokenizers.items()})
         return model
 
-    generate_filter = terratorch_module("models.backbones.terramind.model.terramind_register").checkpoint_filter_fn_generate
+    generate_filter = register.checkpoint_filter_fn_generate
     parts = [CheckpointPart(checkpoint.path, generate_filter)]
     parts += [CheckpointPart(file.path, _prefixed(f"tokenizer.{key}."), f"tokenizer.{key}.") for key, file in tokenizers.items()]
     logger.info("loading TerraMind generator from %s (+ %d tokenizers)", checkpoint.path, len(tokenizers))
@@ -220,9 +226,29 @@ def build_terramind_backbone(
     return model
 
 
-def _build_tokenizer(checkpoint: CheckpointFile) -> nn.Module:
+def _build_tokenizer(checkpoint: CheckpointFile, pretrained: bool = False) -> nn.Module:
+    """The tokenizer architecture of ``checkpoint``, weights left to the loader (``pretrained`` is ignored)."""
     builder = registry().TERRATORCH_FULL_MODEL_REGISTRY[checkpoint.spec.builder]
     return builder(pretrained=False, **builder_arguments(checkpoint.spec, checkpoint.path))
+
+
+_TOKENIZER_TABLE_LOCK = threading.Lock()
+
+
+@contextmanager
+def _tokenizer_builders(table: dict[str, Callable[..., nn.Module]], builders: dict[str, Callable[..., nn.Module]]):
+    """Let TerraTorch's generation model build its tokenizers with ``builders`` instead of its own table.
+
+    TerraTorch's builder always takes tokenizers from its module-level table (published sizes, weights
+    from the Hub); the entries are swapped for the duration of the build and restored after.
+    """
+    with _TOKENIZER_TABLE_LOCK:
+        saved = {key: table[key] for key in builders}
+        table.update(builders)
+        try:
+            yield
+        finally:
+            table.update(saved)
 
 
 def _prefixed(prefix: str):
