@@ -261,3 +261,13 @@ class TestLowMemoryTraining:
     def test_low_vram_refuses_contradicting_arguments(self):
         with pytest.raises(InvalidArgumentError, match="low_vram=True means use_lora=True with lora_r=4, lora_alpha=8"):
             build_prithvi_600(low_vram=True, use_lora=False)
+
+
+def test_without_terratorch_factories_say_how_to_install_it(monkeypatch):
+    import sys
+
+    from axs_lib.models import TerraTorchUnavailableError
+
+    monkeypatch.setitem(sys.modules, "terratorch.registry", None)
+    with pytest.raises(TerraTorchUnavailableError, match="pip install terratorch"):
+        build_terramind_backbone(pretrained=False)

@@ -112,3 +112,12 @@ def test_a_key_error_inside_a_builder_is_not_mistaken_for_an_unknown_model():
 def test_unknown_builder_arguments_are_reported_with_the_registered_name(weights):
     with pytest.raises(BackboneBuildError, match="Failed to build model axs_prithvi_eo_v2_600_segmentation: TypeError"):
         FULL_MODEL_REGISTRY.build("axs_prithvi_eo_v2_600_segmentation", no_such_argument=1)
+
+
+def test_without_terratorch_registration_reports_why_instead_of_failing(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "terratorch.registry", None)
+    report = register_all_models()
+    assert report.registered == []
+    assert "TerraTorch unavailable" in report.error
