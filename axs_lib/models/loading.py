@@ -139,6 +139,7 @@ def build_and_load(
             if (key.startswith(part.prefix) if part.prefix else not key.startswith(tuple(claimed)))
         }
         _check_exact(own_expected, owned, parameter_names, raw, source=part.path, model_name=model_name)
+        logger.debug("%s: %d tensors from %s", model_name, len(owned), part.path)
         merged.update(owned)
 
     _check_tied_values(tied, merged, parts, model_name)
