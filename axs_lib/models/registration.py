@@ -23,11 +23,9 @@ from .terramind import build_terramind_backbone, build_terramind_generator
 logger = logging.getLogger(__name__)
 
 
-def _terramind_backbone(pretrained: bool = True, modalities=("S1GRD", "S2L2A"), freeze: bool = False,
-                        ckpt_path=None, checkpoint_path=None) -> nn.Module:
-    return build_terramind_backbone(
-        modalities=modalities, pretrained=pretrained, freeze=freeze, checkpoint_path=checkpoint_path or ckpt_path
-    )
+def _terramind_backbone(pretrained: bool = True, freeze: bool = False, ckpt_path=None, **kwargs: Any) -> nn.Module:
+    kwargs.setdefault("checkpoint_path", ckpt_path)
+    return build_terramind_backbone(pretrained=pretrained, freeze=freeze, **kwargs)
 
 
 def _prithvi_backbone(pretrained: bool = True, ckpt_path=None, checkpoint_path=None, **kwargs: Any) -> nn.Module:
