@@ -271,3 +271,10 @@ def test_without_terratorch_factories_say_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "terratorch.registry", None)
     with pytest.raises(TerraTorchUnavailableError, match="pip install terratorch"):
         build_terramind_backbone(pretrained=False)
+
+
+def test_a_generator_call_refuses_timesteps_out_of_range(tiny_weights, use_weights):
+    use_weights(tiny_weights)
+    generator = build_terramind_generator()
+    with pytest.raises(InvalidArgumentError, match="timesteps must be between 6 and 50, got 3"):
+        generator({"S1GRD": torch.zeros(1, 2, 64, 64)}, timesteps=3)

@@ -121,3 +121,13 @@ def test_without_terratorch_registration_reports_why_instead_of_failing(monkeypa
     report = register_all_models()
     assert report.registered == []
     assert "TerraTorch unavailable" in report.error
+
+
+@pytest.mark.parametrize("name", ["axs_prithvi_eo_v2_600", "axs_terramind_v1_large", "axs_prithvi_eo_v2_600_segmentation"])
+def test_terratorchs_ckpt_path_argument_names_the_checkpoint(tiny_weights, name):
+    folder = "TerraMind-1.0-large" if "terramind" in name else "Prithvi-EO-2.0-600M"
+    registry = FULL_MODEL_REGISTRY if name.endswith("segmentation") else BACKBONE_REGISTRY
+    kwargs = {} if "terramind" in name else {"img_size": 56}
+    assert registry.build(name, ckpt_path=str(tiny_weights / folder), **kwargs) is not None
+    with pytest.raises(CheckpointNotFoundError):
+        registry.build(name, ckpt_path=str(tiny_weights / "nowhere"), **kwargs)

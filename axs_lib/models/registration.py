@@ -7,7 +7,7 @@ sees an ordinary constructor (``Registry.register`` keys by ``__name__``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -23,25 +23,16 @@ from .terramind import build_terramind_backbone, build_terramind_generator
 logger = logging.getLogger(__name__)
 
 
-def _terramind_backbone(pretrained: bool = True, freeze: bool = False, ckpt_path=None, **kwargs: Any) -> nn.Module:
-    kwargs.setdefault("checkpoint_path", ckpt_path)
-    return build_terramind_backbone(pretrained=pretrained, freeze=freeze, **kwargs)
+def _terramind_backbone(freeze: bool = False, **kwargs: Any) -> nn.Module:
+    """:func:`build_terramind_backbone`, trainable by default as a TerraTorch backbone to fine-tune."""
+    return build_terramind_backbone(freeze=freeze, **kwargs)
 
 
-def _prithvi_backbone(pretrained: bool = True, ckpt_path=None, checkpoint_path=None, **kwargs: Any) -> nn.Module:
-    return build_prithvi_600_backbone(pretrained=pretrained, checkpoint_path=checkpoint_path or ckpt_path, **kwargs)
-
-
-def _terramind_generator(pretrained: bool = True, modalities=None, ckpt_path=None, **kwargs: Any) -> nn.Module:
+def _terramind_generator(modalities: Sequence[str] | None = None, **kwargs: Any) -> nn.Module:
+    """:func:`build_terramind_generator`, also accepting TerraTorch's ``modalities`` for the inputs."""
     if modalities is not None:
         kwargs.setdefault("input_modalities", modalities)
-    kwargs.setdefault("checkpoint_path", ckpt_path)
-    return build_terramind_generator(pretrained=pretrained, **kwargs)
-
-
-def _prithvi_segmentation(pretrained: bool = True, ckpt_path=None, **kwargs: Any) -> nn.Module:
-    kwargs.setdefault("checkpoint_path", ckpt_path)
-    return build_prithvi_600(pretrained=pretrained, **kwargs)
+    return build_terramind_generator(**kwargs)
 
 
 @dataclass(frozen=True)
@@ -63,11 +54,11 @@ class RegisteredName:
 
 REGISTERED_NAMES: tuple[RegisteredName, ...] = (
     RegisteredName("axs_terramind_v1_large", "backbone", _terramind_backbone),
-    RegisteredName("axs_prithvi_eo_v2_600", "backbone", _prithvi_backbone),
+    RegisteredName("axs_prithvi_eo_v2_600", "backbone", build_prithvi_600_backbone),
     RegisteredName("axs_terramind_v1_large_generate", "full_model", _terramind_generator),
-    RegisteredName("axs_prithvi_eo_v2_600_segmentation", "full_model", _prithvi_segmentation),
+    RegisteredName("axs_prithvi_eo_v2_600_segmentation", "full_model", build_prithvi_600),
     RegisteredName("terramind_backbone", "backbone", _terramind_backbone, alias_of="axs_terramind_v1_large"),
-    RegisteredName("prithvi_600M", "backbone", _prithvi_segmentation, alias_of="axs_prithvi_eo_v2_600_segmentation"),
+    RegisteredName("prithvi_600M", "backbone", build_prithvi_600, alias_of="axs_prithvi_eo_v2_600_segmentation"),
     RegisteredName("terramind_generator", "full_model", _terramind_generator, alias_of="axs_terramind_v1_large_generate"),
 )
 
@@ -112,6 +103,9 @@ def _wrapper_class(entry: RegisteredName) -> type:
     factory = entry.factory
 
     def __new__(cls, *args: Any, **kwargs: Any) -> nn.Module:
+        if "ckpt_path" in kwargs:  # TerraTorch's name for it
+            ckpt_path = kwargs.pop("ckpt_path")
+            kwargs["checkpoint_path"] = kwargs.get("checkpoint_path") or ckpt_path
         try:
             return factory(*args, **kwargs)
         except AxsModelError:

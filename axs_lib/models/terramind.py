@@ -66,9 +66,7 @@ class TerraMindGenerator(nn.Module):
         """
         self._check(inputs)
         if timesteps is not None:
-            timesteps = _validation.whole_number(
-                timesteps, "timesteps", minimum=TIMESTEPS_RANGE[0], maximum=TIMESTEPS_RANGE[1]
-            )
+            timesteps = _checked_timesteps(timesteps)
         dtype, device = self.dtype, next(self.model.sampler.parameters()).device
         batch = {name: tensor.to(device=device, dtype=dtype) for name, tensor in inputs.items()}
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
@@ -130,7 +128,7 @@ def build_terramind_generator(
     """
     inputs = _validation.modality_names(input_modalities, "input_modalities", GENERATOR_INPUTS)
     outputs = _validation.modality_names(output_modalities, "output_modalities", GENERATOR_OUTPUTS)
-    timesteps = _validation.whole_number(timesteps, "timesteps", minimum=TIMESTEPS_RANGE[0], maximum=TIMESTEPS_RANGE[1])
+    timesteps = _checked_timesteps(timesteps)
     device, dtype = _validation.torch_device(device), _validation.floating_dtype(dtype)
     builders = registry().TERRATORCH_FULL_MODEL_REGISTRY
     spec = KNOWN_MODELS[TERRAMIND_LARGE]
@@ -224,6 +222,10 @@ def build_terramind_backbone(
     if freeze:
         model.requires_grad_(False).eval()
     return model
+
+
+def _checked_timesteps(timesteps: object) -> int:
+    return _validation.whole_number(timesteps, "timesteps", minimum=TIMESTEPS_RANGE[0], maximum=TIMESTEPS_RANGE[1])
 
 
 def _build_tokenizer(checkpoint: CheckpointFile, pretrained: bool = False) -> nn.Module:
