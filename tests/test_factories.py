@@ -263,6 +263,33 @@ class TestLowMemoryTraining:
             build_prithvi_600(low_vram=True, use_lora=False)
 
 
+class TestCompiled:
+    def test_compiled_blocks_give_the_eager_logits_gradients_and_state_dict(self, weights, monkeypatch):
+        compiled_callables = []
+        real_compile = torch.compile
+
+        def recording_compile(model, *args, **kwargs):
+            compiled_callables.append(model)
+            return real_compile(model, *args, **kwargs)
+
+        monkeypatch.setattr(torch, "compile", recording_compile)
+        images = torch.randn(2, 6, 56, 56)
+        options = {"img_size": 56, "lora_r": 4, "lora_alpha": 8, "gradient_checkpointing": True}
+        eager = build_prithvi_600(**options)
+        compiled = build_prithvi_600(**options, compile=True)
+        compiled.load_state_dict(eager.state_dict())
+        assert compiled.state_dict().keys() == eager.state_dict().keys()
+
+        for model in (eager, compiled):
+            model(images).square().mean().backward()
+        assert len(compiled_callables) == TINY_PRITHVI["depth"]
+        with torch.no_grad():
+            assert torch.allclose(compiled.eval()(images), eager.eval()(images), atol=1e-5)
+        for (name, a), (_, b) in zip(eager.named_parameters(), compiled.named_parameters()):
+            assert (a.grad is None) == (b.grad is None), name
+            assert a.grad is None or torch.allclose(a.grad, b.grad, atol=1e-5), name
+
+
 def test_without_terratorch_factories_say_how_to_install_it(monkeypatch):
     import sys
 

@@ -74,6 +74,7 @@ def build_prithvi_600(
     dtype: torch.dtype | str | None = None,
     gradient_checkpointing: bool = False,
     low_vram: bool = False,
+    compile: bool = False,
 ) -> PrithviSegmentation:
     """Prithvi EO 2.0 600M encoder in a TerraTorch UperNet segmentation model.
 
@@ -102,6 +103,7 @@ def build_prithvi_600(
         low_vram: the low-memory training preset: LoRA of rank 4 and alpha 8, frozen encoder, gradient
             checkpointing, and bfloat16 weights (float16 on GPUs without bfloat16) unless ``dtype`` is given.
             16-bit weights train without a float32 master copy; prefer bfloat16 over float16.
+        compile: compile the encoder blocks with ``torch.compile``; see :func:`build_prithvi_600_backbone`.
     """
     if low_vram:
         low_alpha = 2 * LOW_VRAM_LORA_RANK
@@ -156,6 +158,8 @@ def build_prithvi_600(
         num_classes=num_classes,
         peft_config=peft_config,
     )
+    if compile:
+        _compile_blocks(backbone)
     return place(PrithviSegmentation(model, in_channels=in_channels, num_classes=num_classes), device, dtype)
 
 
@@ -168,6 +172,7 @@ def build_prithvi_600_backbone(
     device: torch.device | str | None = None,
     dtype: torch.dtype | str | None = None,
     whole_patches: bool = False,
+    compile: bool = False,
     **terratorch_kwargs: Any,
 ) -> nn.Module:
     """The Prithvi EO 2.0 600M ViT encoder, as TerraTorch's ``prithvi_eo_v2_600`` builds it, loaded exactly.
@@ -179,6 +184,10 @@ def build_prithvi_600_backbone(
             to whole patches (TerraTorch's segmentation models do).
         bands: TerraTorch band names (``HLSBands``) or ints, in input order; overrides ``in_channels``.
         device, dtype: as for :func:`build_prithvi_600`.
+        compile: compile each transformer block with ``torch.compile`` (regional compilation: the 32
+            identical blocks share one compiled graph). Compilation happens on the first call and again
+            when the input shape changes, and takes seconds to a minute; later calls run the fused kernels.
+            Needs a working ``torch.compile`` (Triton on CUDA, a C++ compiler on CPU).
         terratorch_kwargs: passed to TerraTorch's builder (``num_frames``, ``out_indices``, ...).
     """
     spec = KNOWN_MODELS[PRITHVI_600M]
@@ -204,7 +213,8 @@ def build_prithvi_600_backbone(
 
     if checkpoint is None:
         with device:
-            return place(build(), device, dtype)
+            model = place(build(), device, dtype)
+        return _compile_blocks(model) if compile else model
 
     pretrained_bands = list(prithvi_vit.PRETRAINED_BANDS)
 
@@ -214,9 +224,17 @@ def build_prithvi_600_backbone(
         return prithvi_vit.checkpoint_filter_fn_vit(state_dict, model, pretrained_bands, model.model_bands)
 
     logger.info("loading Prithvi encoder from %s", checkpoint.path)
-    return build_and_load(
+    model = build_and_load(
         build, [CheckpointPart(checkpoint.path, vit_filter)], model_name=f"{spec.name} encoder", device=device, dtype=dtype
     )
+    return _compile_blocks(model) if compile else model
+
+
+def _compile_blocks(encoder: nn.Module) -> nn.Module:
+    """Put each of ``encoder.blocks`` through ``torch.compile`` in place, lazily (on the first call)."""
+    for block in encoder.blocks:
+        block.compile()
+    return encoder
 
 
 def _recomputed_in_backward(forward: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
