@@ -6,12 +6,13 @@ Three parts, each printed as markdown tables (``--json PATH`` also writes the ra
   and BF16: ``build_terramind_generator(dtype=...)`` beside TerraTorch's ``terramind_v1_large_generate``
   cast with ``.to(dtype)`` (which may fail in reduced precision; the table then says so).
 - ``prithvi``: Prithvi EO 2.0 600M UperNet segmentation at 384x384, inference and one AdamW training step,
-  with LoRA r4/r8, ``freeze_encoder``, ``gradient_checkpointing`` and ``low_vram``, in FP32, FP16 and BF16:
-  ``build_prithvi_600`` beside TerraTorch's ``EncoderDecoderFactory`` with the same ``peft_config``.
+  with LoRA r4/r8, ``freeze_encoder``, ``gradient_checkpointing`` and ``low_vram`` (``--compile`` adds LoRA
+  r8 with ``compile=True``), in FP32, FP16 and BF16: ``build_prithvi_600`` beside TerraTorch's
+  ``EncoderDecoderFactory`` with the same ``peft_config``.
 - ``flops``: the Prithvi encoder's FLOPs per 384x384 tile (``FlopCounterMode`` on ``forward_features``),
   the measured peak of a large matmul, and the encoder's achieved TFLOP/s: stock ``PrithviViT`` cast to
-  BF16 against axs_lib's encoder (``--compile`` adds it under ``torch.compile``), and FP32 with and
-  without TF32.
+  BF16 against ``build_prithvi_600_backbone`` (``--compile`` adds it with ``compile=True``), and FP32
+  with and without TF32.
 
 Each cell is: peak memory allocated (``torch.cuda.max_memory_allocated`` after
 ``reset_peak_memory_stats``, weights included) and milliseconds per tile at the smallest batch size, and
@@ -24,7 +25,7 @@ runs on the GPU. Run from the repository root:
 
     python benchmarks/gpu.py                                  # everything on cuda (not yet timed on a GPU)
     python benchmarks/gpu.py --only flops --compile --json flops.json
-    python benchmarks/gpu.py --only prithvi --batch-sizes 1,2,4,8,16 --iters 20
+    python benchmarks/gpu.py --only prithvi --dtypes bf16 --batch-sizes 1,2,4,8,16 --iters 20
     python benchmarks/gpu.py --device cpu --tiny --iters 1   # toy sizes on CPU, about a minute
 
 ``--tiny`` runs the same code on the test suite's tiny checkpoints (``tests/tiny_weights.py``, loaded
@@ -83,6 +84,7 @@ class Settings:
 
     device: torch.device
     tiny: bool
+    dtypes: tuple[str, ...]
     iters: int
     warmup: int
     batch_sizes: tuple[int, ...]
@@ -156,6 +158,7 @@ TRAINING_VARIANTS = (
     PrithviVariant("LoRA r8, gradient_checkpointing", {"lora_r": 8, "lora_alpha": 16, "gradient_checkpointing": True}, None),
     PrithviVariant("low_vram (LoRA r4, frozen, checkpointing)", {"low_vram": True}, None),
 )
+COMPILED_VARIANT = PrithviVariant("LoRA r8, compile", {"lora_r": 8, "lora_alpha": 16, "compile": True}, 8)
 
 
 # ---- timing and memory -------------------------------------------------------------------------------
@@ -289,7 +292,8 @@ def stock_tiny_tokenizer() -> Iterator[None]:
 
 def run_generation(settings: Settings) -> list[dict[str, Any]]:
     rows = []
-    for dtype_name, dtype in DTYPES.items():
+    for dtype_name in settings.dtypes:
+        dtype = DTYPES[dtype_name]
         for timesteps in TIMESTEPS:
             row: dict[str, Any] = {"dtype": dtype_name, "timesteps": timesteps}
             for impl, build in (("ours", ours_generator), ("stock", stock_generator)):
@@ -389,10 +393,12 @@ def segmentation_case(
 def run_prithvi(settings: Settings) -> list[dict[str, Any]]:
     rows = []
     stock_results: dict[tuple[str, str, int], Measurement] = {}
-    for mode, variants in (("inference", INFERENCE_VARIANTS), ("training", TRAINING_VARIANTS)):
+    compiled = (COMPILED_VARIANT,) if settings.compile else ()
+    for mode, variants in (("inference", INFERENCE_VARIANTS + compiled), ("training", TRAINING_VARIANTS + compiled)):
         training = mode == "training"
         batch_sizes = settings.training_batch_sizes if training else settings.batch_sizes
-        for dtype_name, dtype in DTYPES.items():
+        for dtype_name in settings.dtypes:
+            dtype = DTYPES[dtype_name]
             for variant in variants:
                 progress(f"prithvi {mode} ours {dtype_name} {variant.label}")
                 ours = measure(partial(ours_segmentation_case, settings, dtype, variant, training), batch_sizes, settings)
@@ -432,12 +438,13 @@ def tf32(enabled: bool | None) -> Iterator[None]:
     if enabled is None:
         yield
         return
-    previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    previous = matmul.fp32_precision, conv.fp32_precision
+    matmul.fp32_precision = conv.fp32_precision = "tf32" if enabled else "ieee"
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
+        matmul.fp32_precision, conv.fp32_precision = previous
 
 
 def matmul_tflops(settings: Settings, dtype: torch.dtype, allow_tf32: bool | None) -> float:
@@ -453,7 +460,8 @@ def build_encoder(settings: Settings, run: EncoderRun) -> nn.Module:
     dtype = DTYPES[run.dtype]
     if run.encoder == "ours":
         model = build_prithvi_600_backbone(
-            pretrained=settings.tiny, img_size=settings.prithvi_size, device=settings.device, dtype=dtype
+            pretrained=settings.tiny, img_size=settings.prithvi_size, device=settings.device, dtype=dtype,
+            compile=run.compiled,
         )
     else:
         from terratorch.registry import TERRATORCH_BACKBONE_REGISTRY
@@ -475,8 +483,10 @@ def encoder_case(settings: Settings, run: EncoderRun) -> Case:
     model = build_encoder(settings, run)
     dtype = DTYPES[run.dtype]
     gflop = gflop_per_tile(model.forward_features, prithvi_images(1, settings, dtype))
-    forward = torch.compile(model.forward_features) if run.compiled else model.forward_features
-    return Case(lambda batch: partial(infer, forward, prithvi_images(batch, settings, dtype)), {"gflop_per_tile": gflop})
+    return Case(
+        lambda batch: partial(infer, model.forward_features, prithvi_images(batch, settings, dtype)),
+        {"gflop_per_tile": gflop},
+    )
 
 
 def encoder_runs(settings: Settings) -> list[EncoderRun]:
@@ -679,7 +689,8 @@ def flops_tables(result: dict[str, Any], settings: Settings) -> str:
             f"{REFERENCE_STOCK_BF16}. axs_lib builds the encoder for `img_size` rounded up to whole patches, so "
             "for a tile that is not a whole number of patches TerraTorch interpolates its position embedding "
             "on every call; the stock encoder is built for the tile size. TF32 on/off sets "
-            "`torch.backends.cuda.matmul.allow_tf32` and `torch.backends.cudnn.allow_tf32`.",
+            "`torch.backends.cuda.matmul.fp32_precision` and `torch.backends.cudnn.conv.fp32_precision` to "
+            "`tf32`/`ieee`. compiled: `build_prithvi_600_backbone(compile=True)`.",
             *([""] + notes if notes else []),
         ]
     )
@@ -715,7 +726,8 @@ def header(settings: Settings, about: dict[str, str]) -> str:
             f"- device: {about['device']}",
             f"- torch {about['torch']}, TerraTorch {about['terratorch']}, axs_lib {about['axs_lib']}",
             f"- date: {about['date']}",
-            f"- mode: {mode}; {settings.warmup} warm-up + {settings.iters} timed calls; batch sizes "
+            f"- mode: {mode}; {', '.join(settings.dtypes)}; {settings.warmup} warm-up + {settings.iters} timed "
+            "calls; batch sizes "
             f"{', '.join(map(str, settings.batch_sizes))} (training from 2), encoder "
             f"{', '.join(map(str, settings.encoder_batch_sizes))}",
             "- cells: peak memory allocated (GiB, weights included) and ms/tile at the smallest batch size, "
@@ -750,6 +762,14 @@ def batch_list(text: str) -> tuple[int, ...]:
     return tuple(sorted(set(sizes)))
 
 
+def dtype_list(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(set(names) - set(DTYPES))
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"expected comma-separated dtypes among {', '.join(DTYPES)}, got {text!r}")
+    return tuple(name for name in DTYPES if name in names)
+
+
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", help="torch device (default: cuda)")
@@ -761,7 +781,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="warm-up calls per measurement (default 3, tiny 1)")
     parser.add_argument("--batch-sizes", type=batch_list, help="default 1,2,4,8 (tiny 1,2)")
     parser.add_argument("--encoder-batch-sizes", type=batch_list, help="flops part, default 8,16,32 (tiny 1,2)")
-    parser.add_argument("--compile", action="store_true", help="also time axs_lib's encoder under torch.compile")
+    parser.add_argument("--dtypes", type=dtype_list, default=tuple(DTYPES), help="generation and prithvi parts (default fp32,fp16,bf16)")
+    parser.add_argument("--compile", action="store_true", help="also time axs_lib's models built with compile=True")
     parser.add_argument("--json", type=Path, help="write the raw results here")
     arguments = parser.parse_args(argv)
     if arguments.iters < 1:
@@ -774,6 +795,7 @@ def settings_from(arguments: argparse.Namespace) -> Settings:
     return Settings(
         device=torch.device(arguments.device),
         tiny=tiny,
+        dtypes=arguments.dtypes,
         iters=arguments.iters,
         warmup=arguments.warmup if arguments.warmup is not None else (1 if tiny else 3),
         batch_sizes=arguments.batch_sizes or ((1, 2) if tiny else (1, 2, 4, 8)),

@@ -33,7 +33,8 @@ def is_number(cell: str) -> bool:
 
 def test_tiny_cpu_run_prints_generation_prithvi_and_flops_tables(tmp_path):
     results = tmp_path / "results.json"
-    command = [sys.executable, "benchmarks/gpu.py", "--device", "cpu", "--tiny", "--iters", "1", "--json", str(results)]
+    command = [sys.executable, "benchmarks/gpu.py", "--device", "cpu", "--tiny", "--iters", "1", "--compile"]
+    command += ["--json", str(results)]
     run = subprocess.run(
         command, cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600
     )
@@ -54,25 +55,40 @@ def test_tiny_cpu_run_prints_generation_prithvi_and_flops_tables(tmp_path):
     assert all(is_number(row[6]) for row in generation if row[0] == "fp32")
 
     prithvi = table_rows(output, "| mode | dtype | variant | ours trainable | ours peak GiB |")
-    assert [row[:2] for row in prithvi] == [["inference", d] for d in DTYPES for _ in range(2)] + [
-        ["training", d] for d in DTYPES for _ in range(6)
+    assert [row[:2] for row in prithvi] == [["inference", d] for d in DTYPES for _ in range(3)] + [
+        ["training", d] for d in DTYPES for _ in range(7)
     ]
+    assert [row[2] for row in prithvi if row[2].endswith("compile")] == ["LoRA r8, compile"] * 6
     assert all(row[4] == "n/a" and is_number(row[5]) and is_number(row[6]) for row in prithvi)
     with_stock = [row for row in prithvi if "checkpointing" not in row[2]]
-    assert len(with_stock) == 18 and all(is_number(row[8]) for row in with_stock)
+    assert len(with_stock) == 24 and all(is_number(row[8]) for row in with_stock)
 
     matmuls = table_rows(output, "| matmul | TFLOP/s |")
     assert [row[0].split(" ")[0] for row in matmuls] == ["bf16", "fp32", "fp32+tf32"]
     encoders = table_rows(output, "| encoder | dtype | TF32 | compiled | GFLOP/tile |")
-    assert [row[:3] for row in encoders] == [
-        ["stock PrithviViT", "bf16", "default"],
-        ["axs_lib encoder", "bf16", "default"],
-        ["stock PrithviViT", "fp32", "off"],
-        ["axs_lib encoder", "fp32", "off"],
-        ["stock PrithviViT", "fp32", "on"],
-        ["axs_lib encoder", "fp32", "on"],
+    assert [row[:4] for row in encoders] == [
+        ["stock PrithviViT", "bf16", "default", "no"],
+        ["axs_lib encoder", "bf16", "default", "no"],
+        ["axs_lib encoder", "bf16", "default", "yes"],
+        ["stock PrithviViT", "fp32", "off", "no"],
+        ["axs_lib encoder", "fp32", "off", "no"],
+        ["stock PrithviViT", "fp32", "on", "no"],
+        ["axs_lib encoder", "fp32", "on", "no"],
     ]
     assert all(is_number(row[4]) and is_number(row[6]) for row in encoders)
     assert len({row[4] for row in encoders}) == 1, "stock and axs_lib encoders count different FLOPs"
 
     assert {"settings", "generation", "prithvi", "flops"} <= set(json.loads(results.read_text()))
+
+
+def test_dtypes_restrict_the_generation_and_prithvi_parts():
+    command = [sys.executable, "benchmarks/gpu.py", "--device", "cpu", "--tiny", "--iters", "1", "--dtypes", "fp16,bf16"]
+    command += ["--only", "generation", "--only", "prithvi"]
+    run = subprocess.run(
+        command, cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    generation = table_rows(run.stdout, "| dtype | timesteps |")
+    prithvi = table_rows(run.stdout, "| mode | dtype | variant |")
+    assert {row[0] for row in generation} == {row[1] for row in prithvi} == {"fp16", "bf16"}
+    assert "## Prithvi encoder" not in run.stdout
