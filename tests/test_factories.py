@@ -10,6 +10,7 @@ from axs_lib.models import (
     InvalidArgumentError,
     PrithviSegmentation,
     build_prithvi_600,
+    build_prithvi_600_backbone,
     build_terramind_backbone,
     build_terramind_generator,
 )
@@ -289,6 +290,14 @@ class TestCompiled:
             assert (a.grad is None) == (b.grad is None), name
             assert a.grad is None or torch.allclose(a.grad, b.grad, atol=1e-5), name
 
+
+    def test_compiled_encoder_gives_the_eager_features(self, weights):
+        images = torch.randn(2, 6, 56, 56)
+        eager = build_prithvi_600_backbone(img_size=56).eval()
+        compiled = build_prithvi_600_backbone(img_size=56, compile=True).eval()
+        with torch.no_grad():
+            for expected, actual in zip(eager.forward_features(images), compiled.forward_features(images), strict=True):
+                assert torch.allclose(actual, expected, atol=1e-5)
 
 def test_without_terratorch_factories_say_how_to_install_it(monkeypatch):
     import sys
