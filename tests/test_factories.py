@@ -299,6 +299,21 @@ class TestCompiled:
             for expected, actual in zip(eager.forward_features(images), compiled.forward_features(images), strict=True):
                 assert torch.allclose(actual, expected, atol=1e-5)
 
+    def test_all_32_encoder_blocks_share_one_compiled_graph(self, monkeypatch):
+        graphs = []
+        real_compile = torch.compile
+
+        def counting_backend(graph, example_inputs):
+            graphs.append(graph)
+            return graph.forward
+
+        monkeypatch.setattr(torch, "compile", lambda model, **_: real_compile(model, backend=counting_backend))
+        narrow = {**TINY_PRITHVI, "depth": 32}
+        encoder = build_prithvi_600_backbone(pretrained=False, img_size=28, compile=True, **narrow).eval()
+        with torch.no_grad():
+            encoder.forward_features(torch.randn(1, 6, 28, 28))
+        assert len(graphs) == 1  # no block recompiles, so none falls back to eager at Dynamo's recompile limit
+
 def test_without_terratorch_factories_say_how_to_install_it(monkeypatch):
     import sys
 
