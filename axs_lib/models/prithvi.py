@@ -105,6 +105,7 @@ def build_prithvi_600(
             16-bit weights train without a float32 master copy; prefer bfloat16 over float16.
         compile: compile the encoder blocks with ``torch.compile``; see :func:`build_prithvi_600_backbone`.
     """
+    device = _validation.torch_device(device)
     if low_vram:
         low_alpha = 2 * LOW_VRAM_LORA_RANK
         if not use_lora or lora_r not in (8, LOW_VRAM_LORA_RANK) or lora_alpha not in (16, low_alpha):
@@ -114,7 +115,7 @@ def build_prithvi_600(
             )
         use_lora, lora_r, lora_alpha = True, LOW_VRAM_LORA_RANK, low_alpha
         freeze_encoder, gradient_checkpointing = True, True
-        dtype = dtype if dtype is not None else _half_precision_for(_validation.torch_device(device))
+        dtype = dtype if dtype is not None else _half_precision_for(device)
     num_classes = _validation.whole_number(num_classes, "num_classes", minimum=1)
     in_channels = _validation.whole_number(in_channels, "in_channels", minimum=1)
     img_size = _validation.whole_number(img_size, "img_size", minimum=1)
@@ -122,10 +123,10 @@ def build_prithvi_600(
         lora_r = _validation.whole_number(lora_r, "lora_r", minimum=1)
         _validation.whole_number(lora_alpha, "lora_alpha", minimum=1)
 
-    device, dtype = _validation.torch_device(device), _validation.floating_dtype(dtype)
+    dtype = _validation.floating_dtype(dtype)
     backbone = build_prithvi_600_backbone(
         pretrained=pretrained, in_channels=in_channels, img_size=img_size, checkpoint_path=checkpoint_path,
-        device=device, dtype=dtype, whole_patches=True,
+        device=device, dtype=dtype, whole_patches=True, compile=compile,
     )
     depth = len(backbone.blocks)
     if depth < 4:
@@ -158,8 +159,6 @@ def build_prithvi_600(
         num_classes=num_classes,
         peft_config=peft_config,
     )
-    if compile:
-        _compile_blocks(backbone)
     return place(PrithviSegmentation(model, in_channels=in_channels, num_classes=num_classes), device, dtype)
 
 
@@ -214,27 +213,21 @@ def build_prithvi_600_backbone(
     if checkpoint is None:
         with device:
             model = place(build(), device, dtype)
-        return _compile_blocks(model) if compile else model
+    else:
+        pretrained_bands = list(prithvi_vit.PRETRAINED_BANDS)
 
-    pretrained_bands = list(prithvi_vit.PRETRAINED_BANDS)
+        def vit_filter(state_dict: StateDict, model: nn.Module) -> StateDict:
+            _check_patch_embedding(state_dict, model, checkpoint.path)
+            model.patch_embed.to_empty(device=device)
+            return prithvi_vit.checkpoint_filter_fn_vit(state_dict, model, pretrained_bands, model.model_bands)
 
-    def vit_filter(state_dict: StateDict, model: nn.Module) -> StateDict:
-        _check_patch_embedding(state_dict, model, checkpoint.path)
-        model.patch_embed.to_empty(device=device)
-        return prithvi_vit.checkpoint_filter_fn_vit(state_dict, model, pretrained_bands, model.model_bands)
-
-    logger.info("loading Prithvi encoder from %s", checkpoint.path)
-    model = build_and_load(
-        build, [CheckpointPart(checkpoint.path, vit_filter)], model_name=f"{spec.name} encoder", device=device, dtype=dtype
-    )
-    return _compile_blocks(model) if compile else model
-
-
-def _compile_blocks(encoder: nn.Module) -> nn.Module:
-    """Put each of ``encoder.blocks`` through ``torch.compile`` in place, lazily (on the first call)."""
-    for block in encoder.blocks:
-        block.compile()
-    return encoder
+        logger.info("loading Prithvi encoder from %s", checkpoint.path)
+        parts = [CheckpointPart(checkpoint.path, vit_filter)]
+        model = build_and_load(build, parts, model_name=f"{spec.name} encoder", device=device, dtype=dtype)
+    if compile:
+        for block in model.blocks:
+            block.compile()  # lazily: compiled on the first call, after LoRA or checkpointing may wrap the block
+    return model
 
 
 def _recomputed_in_backward(forward: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
