@@ -15,7 +15,7 @@ _MODELS_API = {
 
 def __getattr__(name: str):
     if name in _MODELS_API:
-        from .models.errors import WrongModuleImportError
+        from .errors import WrongModuleImportError
 
         raise WrongModuleImportError(name, __name__, f"{__name__}.models")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,27 +1,28 @@
 """Download the known checkpoints into ``weights/hf/<Name>/`` and convert them to safetensors.
 
-    python axs_lib/setup.py                      # everything, then convert
-    python axs_lib/setup.py --models Prithvi-EO-2.0-600M
-    python axs_lib/setup.py --convert-only       # no network: convert what is already downloaded
+    axs-setup                                    # everything, then convert
+    axs-setup --models Prithvi-EO-2.0-600M
+    axs-setup --convert-only                     # no network: convert what is already downloaded
 
-Downloads go through ``huggingface_hub.snapshot_download``: progress bars, resumable, and written under a
-temporary name until complete. Conversions are atomic too (see ``axs_lib.models.conversion``).
+(``python axs_lib/setup.py`` from a checkout does the same.) Downloads go through
+``huggingface_hub.snapshot_download``: progress bars, resumable, and written under a temporary name until
+complete. Conversions are atomic too (see ``axs_lib.weights.conversion``). This tool imports neither
+TerraTorch nor the model code, so it starts at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.pop(0)  # run as a script: do not let this folder's modules shadow installed top-level ones
 
-from axs_lib.models.catalog import KNOWN_MODELS, ModelSpec
-from axs_lib.models.conversion import convert_to_safetensors
-from axs_lib.models.discovery import PROJECT_WEIGHTS_DIR
-from axs_lib.models.errors import AxsModelError
+from axs_lib.weights.catalog import KNOWN_MODELS, ModelSpec
+from axs_lib.weights.discovery import PROJECT_WEIGHTS_DIR, setup_command
 
 logger = logging.getLogger("axs_lib.setup")
 
@@ -40,17 +41,25 @@ def convert(spec: ModelSpec, weights_dir: Path, *, force: bool = False) -> Path 
     source = weights_dir / spec.name / spec.filename
     if not source.is_file():
         return None
+    from axs_lib.weights.conversion import convert_to_safetensors
+
     return convert_to_safetensors(source, force=force)
 
 
-def _is_offline_error(error: BaseException) -> bool:
+def _download_failure(error: BaseException, spec: ModelSpec, weights_dir: Path) -> str | None:
+    """One line saying why ``spec`` could not be downloaded, or ``None`` when ``error`` is not about the network."""
     from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 
-    return isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError))
+    by_hand = f"copy {spec.filename} into {weights_dir / spec.name}/ by hand"
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "on", "yes", "true"}:
+        return f"HF_HUB_OFFLINE is set, so {spec.repo_id} cannot be downloaded: unset it, or {by_hand}."
+    if isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError)):
+        return f"cannot reach the Hugging Face Hub to download {spec.repo_id} (no network?): {by_hand}, or retry when online."
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="axs-setup", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=sorted(KNOWN_MODELS), metavar="NAME",
                         help=f"which models (default: all): {', '.join(KNOWN_MODELS)}")
     parser.add_argument("--weights-dir", type=Path, default=PROJECT_WEIGHTS_DIR,
@@ -62,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
+    from axs_lib.errors import AxsModelError
+
     specs = [KNOWN_MODELS[name] for name in (args.models or KNOWN_MODELS)]
     weights_dir = args.weights_dir.expanduser().resolve()
     converted = 0
@@ -71,13 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 download(spec, weights_dir)
             except Exception as error:  # noqa: BLE001 - one clear line instead of a network traceback
-                if not _is_offline_error(error):
+                failure = _download_failure(error, spec, weights_dir)
+                if failure is None:
                     raise
-                print(
-                    f"ERROR: cannot reach the Hugging Face Hub to download {spec.repo_id} (no network?). "
-                    f"Copy {spec.filename} into {weights_dir / spec.name}/ by hand, or retry when online.",
-                    file=sys.stderr,
-                )
+                print(f"ERROR: {failure}", file=sys.stderr)
                 return 2
         if args.no_convert:
             continue
@@ -92,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.convert_only:
             print(f"{spec.name}: not downloaded, skipped")
     if args.convert_only and not converted:
-        print(f"ERROR: nothing to convert under {weights_dir}; download first with: python axs_lib/setup.py",
-              file=sys.stderr)
+        print(f"ERROR: nothing to convert under {weights_dir}; download first with: "
+              f"{setup_command(weights_dir=weights_dir)}", file=sys.stderr)
         return 1
     return 0
 

@@ -65,7 +65,7 @@ TESTS_DIR = REPO_ROOT / "tests"
 sys.path.insert(0, str(REPO_ROOT))
 
 from axs_lib.models import build_prithvi_600, build_prithvi_600_backbone, build_terramind_generator  # noqa: E402
-from axs_lib.models.catalog import PRITHVI_600M, TERRAMIND_LARGE  # noqa: E402
+from axs_lib.weights.catalog import PRITHVI_600M, TERRAMIND_LARGE  # noqa: E402
 
 PARTS = ("generation", "prithvi", "flops")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

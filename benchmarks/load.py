@@ -237,7 +237,7 @@ def write_checkpoint(root: Path, model: str, tiny: bool) -> tuple[Path, float]:
     else:
         import torch
 
-        from axs_lib.models.catalog import KNOWN_MODELS
+        from axs_lib.weights.catalog import KNOWN_MODELS
 
         path = root / model / KNOWN_MODELS[model].filename
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -270,7 +270,7 @@ def make_fake_hub_cache(root: Path, tokenizer_file: Path) -> Path:
     """A Hugging Face cache holding only the S2L2A tokenizer, so TerraTorch's ``hf_hub_download`` works offline."""
     from huggingface_hub.file_download import repo_folder_name
 
-    from axs_lib.models.catalog import KNOWN_MODELS
+    from axs_lib.weights.catalog import KNOWN_MODELS
 
     cache = root / HUB_CACHE_FOLDER
     repo = cache / repo_folder_name(repo_id=KNOWN_MODELS[TOKENIZER_S2L2A].repo_id, repo_type="model")
@@ -291,7 +291,7 @@ def verify_fake_hub_cache(cache: Path, tokenizer_file: Path) -> None:
     """``hf_hub_download`` without the network resolves the tokenizer to the written file."""
     from huggingface_hub import hf_hub_download
 
-    from axs_lib.models.catalog import KNOWN_MODELS
+    from axs_lib.weights.catalog import KNOWN_MODELS
 
     spec = KNOWN_MODELS[TOKENIZER_S2L2A]
     resolved = Path(hf_hub_download(spec.repo_id, spec.filename, cache_dir=cache, local_files_only=True))
@@ -396,7 +396,7 @@ def run_child(job: dict[str, Any]) -> None:
 
 def child_job(case: Case, way: str, root: Path, tiny: bool) -> dict[str, Any]:
     """What a load process builds: the callable's name, its arguments, the parameters to check."""
-    from axs_lib.models.catalog import KNOWN_MODELS
+    from axs_lib.weights.catalog import KNOWN_MODELS
 
     published = {name: str(root / name / KNOWN_MODELS[name].filename) for name in case.checkpoints}
     probes = [(probe.parameter, published[name], probe.key) for name, probe in zip(case.checkpoints, case.probes)]

@@ -33,7 +33,7 @@ def weights_copy(tiny_weights, tmp_path) -> Path:
 @pytest.fixture(autouse=True)
 def isolated_search(tmp_path, monkeypatch):
     """Search only places the test sets up; no network."""
-    from axs_lib.models import discovery
+    from axs_lib.weights import discovery
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from axs_lib.models.loading import read_state_dict
+from axs_lib.weights.reading import read_state_dict
 
 
 def assert_parameters_equal(model: nn.Module, expected: dict[str, torch.Tensor]) -> int:

@@ -20,7 +20,7 @@ def run(args: list[str], env_overrides: dict[str, str], *, project_weights: Path
     env = {key: value for key, value in os.environ.items() if key != "AXS_WEIGHTS_DIR"}
     env.update({"HF_HUB_OFFLINE": "1", **env_overrides})
     launcher = (
-        "import runpy, sys; import axs_lib.models.discovery as d; "
+        "import runpy, sys; import axs_lib.weights.discovery as d; "
         f"d.PROJECT_WEIGHTS_DIR = __import__('pathlib').Path({str(project_weights)!r}); "
         "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
     )
@@ -57,15 +57,24 @@ def test_register_models_without_weights_says_how_to_download_and_fails(cli_env,
     result = run(["register_models.py"], cli_env, project_weights=isolated_search)
     assert result.returncode == 1
     assert "ERROR: No models found. Please download models first." in result.stderr
-    assert "python axs_lib/setup.py" in result.stderr
+    assert "axs-setup" in result.stderr
 
 
-def test_setup_without_network_says_so_in_one_line(tmp_path, cli_env, isolated_search):
-    result = run(["axs_lib/setup.py", "--models", "Prithvi-EO-2.0-600M", "--weights-dir", str(tmp_path)], cli_env,
-                 project_weights=isolated_search)
+@pytest.mark.parametrize(
+    ("environment", "reason"),
+    [
+        ({"HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE is set"),
+        ({"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}, "cannot reach the Hugging Face Hub"),
+    ],
+    ids=["offline-mode", "no-network"],
+)
+def test_a_download_that_cannot_happen_says_why_in_one_line(tmp_path, cli_env, isolated_search, environment, reason):
+    result = run(["axs_lib/setup.py", "--models", "Prithvi-EO-2.0-600M", "--weights-dir", str(tmp_path)],
+                 {**cli_env, **environment}, project_weights=isolated_search)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
-    assert len(errors) == 1 and "cannot reach the Hugging Face Hub" in errors[0]
+    assert len(errors) == 1 and reason in errors[0]
+    assert f"Prithvi_EO_V2_600M.pt into {tmp_path / 'Prithvi-EO-2.0-600M'}/" in errors[0]
     assert "Traceback" not in result.stderr
 
 

@@ -10,8 +10,8 @@ import torch
 
 from axs_lib import setup as setup_cli
 from axs_lib.models import KNOWN_MODELS, build_prithvi_600_backbone, convert_to_safetensors, find_checkpoint
-from axs_lib.models import conversion
-from axs_lib.models.catalog import CONVERTED_FILENAME, PRITHVI_600M
+from axs_lib.weights import conversion
+from axs_lib.weights.catalog import CONVERTED_FILENAME, PRITHVI_600M
 from helpers import checkpoint
 
 SPEC = KNOWN_MODELS[PRITHVI_600M]
@@ -108,8 +108,8 @@ def test_loading_goes_straight_to_the_requested_dtype(prithvi_pt):
 
 
 def test_tied_weights_are_stored_once_and_come_back_under_both_names(weights_copy):
-    from axs_lib.models.catalog import TERRAMIND_LARGE
-    from axs_lib.models.loading import read_state_dict
+    from axs_lib.weights.catalog import TERRAMIND_LARGE
+    from axs_lib.weights.reading import read_state_dict
 
     source = weights_copy / TERRAMIND_LARGE / KNOWN_MODELS[TERRAMIND_LARGE].filename
     converted = convert_to_safetensors(source)

@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from axs_lib.models import KNOWN_MODELS, CheckpointNotFoundError, build_prithvi_600_backbone, find_all, find_checkpoint
-from axs_lib.models import discovery
-from axs_lib.models.catalog import PRITHVI_600M
+from axs_lib.weights import discovery
+from axs_lib.weights.catalog import PRITHVI_600M
 from tiny_weights import model_folder, write_tiny_model
 
 SPEC = KNOWN_MODELS[PRITHVI_600M]
@@ -91,7 +91,7 @@ def test_missing_checkpoint_lists_every_place_and_the_download_command(use_weigh
     message = str(raised.value)
     assert str(tmp_path / "my-weights") in message
     assert str(discovery.PROJECT_WEIGHTS_DIR) in message
-    assert "python axs_lib/setup.py --models Prithvi-EO-2.0-600M" in message
+    assert "axs-setup --models Prithvi-EO-2.0-600M" in message
     assert "pretrained=False" in message
     assert isinstance(raised.value, FileNotFoundError)
 

@@ -15,7 +15,7 @@ from axs_lib.models import (
     build_terramind_backbone,
     build_terramind_generator,
 )
-from axs_lib.models.catalog import PRITHVI_600M, TERRAMIND_LARGE
+from axs_lib.weights.catalog import PRITHVI_600M, TERRAMIND_LARGE
 from helpers import assert_parameters_equal, checkpoint
 
 TERRAMIND_FILE = f"{TERRAMIND_LARGE}/{KNOWN_MODELS[TERRAMIND_LARGE].filename}"

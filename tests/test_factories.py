@@ -14,7 +14,7 @@ from axs_lib.models import (
     build_terramind_backbone,
     build_terramind_generator,
 )
-from axs_lib.models.catalog import PRITHVI_600M, TERRAMIND_LARGE
+from axs_lib.weights.catalog import PRITHVI_600M, TERRAMIND_LARGE
 from axs_lib.models.terramind import GENERATOR_OUTPUTS
 from helpers import trainable
 from tiny_weights import TINY_PRITHVI
@@ -220,7 +220,7 @@ def test_pretrained_false_needs_no_weights_anywhere():
 
 
 def test_pretrained_true_without_weights_says_how_to_get_them():
-    with pytest.raises(CheckpointNotFoundError, match=f"python axs_lib/setup.py --models {PRITHVI_600M}"):
+    with pytest.raises(CheckpointNotFoundError, match=f"axs-setup --models {PRITHVI_600M}"):
         build_prithvi_600()
     with pytest.raises(CheckpointNotFoundError, match=TERRAMIND_LARGE):
         build_terramind_generator()

@@ -6,7 +6,7 @@ import pytest
 
 import axs_lib
 from axs_lib.models import KNOWN_MODELS, WrongModuleImportError
-from axs_lib.models.catalog import Family
+from axs_lib.weights.catalog import Family
 
 
 def test_factories_imported_from_the_top_package_point_to_axs_lib_models():

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from huggingface_hub.file_download import repo_folder_name
 
-from axs_lib.models.catalog import KNOWN_MODELS, PRITHVI_600M, TERRAMIND_LARGE, TERRAMIND_MODALITIES
+from axs_lib.weights.catalog import KNOWN_MODELS, PRITHVI_600M, TERRAMIND_LARGE, TERRAMIND_MODALITIES
 from axs_lib.models.loading import parameters_on_meta
 
 TINY_ENCODER = "axs_tiny_vit_enc"

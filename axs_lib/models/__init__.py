@@ -3,10 +3,10 @@
 Importing this package registers the models in TerraTorch's registries (see :func:`register_all_models`).
 """
 
-from .catalog import KNOWN_MODELS, ModelSpec
-from .conversion import convert_to_safetensors
-from .discovery import CheckpointFile, find_all, find_checkpoint
-from .errors import (
+from ..weights.catalog import KNOWN_MODELS, ModelSpec
+from ..weights.conversion import convert_to_safetensors
+from ..weights.discovery import CheckpointFile, find_all, find_checkpoint
+from ..errors import (
     AxsModelError,
     BackboneBuildError,
     CheckpointMismatchError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from .errors import TerraTorchUnavailableError
+from ..errors import TerraTorchUnavailableError
 
 
 def terratorch_module(name: str) -> ModuleType:

@@ -19,8 +19,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .catalog import CONFIG_FILENAME, Family, ModelSpec
-from .errors import CorruptCheckpointError
+from ..weights.catalog import CONFIG_FILENAME, Family, ModelSpec
+from ..errors import CorruptCheckpointError
 
 logger = logging.getLogger(__name__)
 

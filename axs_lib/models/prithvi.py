@@ -15,9 +15,9 @@ from torch.utils.checkpoint import checkpoint
 from . import _validation
 from ._terratorch import terratorch_module
 from .architecture import builder_arguments
-from .catalog import KNOWN_MODELS, PRITHVI_600M, PRITHVI_PRETRAINED_BANDS
-from .discovery import find_checkpoint
-from .errors import CheckpointMismatchError, InvalidArgumentError
+from ..weights.catalog import KNOWN_MODELS, PRITHVI_600M, PRITHVI_PRETRAINED_BANDS
+from ..weights.discovery import find_checkpoint
+from ..errors import CheckpointMismatchError, InvalidArgumentError
 from .loading import CheckpointPart, StateDict, build_and_load, place
 
 logger = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ from typing import Any
 
 from torch import nn
 
-from .catalog import KNOWN_MODELS
-from .discovery import CheckpointFile, find_all
-from .errors import AxsModelError, BackboneBuildError
+from ..weights.catalog import KNOWN_MODELS
+from ..weights.discovery import CheckpointFile, find_all
+from ..errors import AxsModelError, BackboneBuildError
 from .prithvi import build_prithvi_600, build_prithvi_600_backbone
 from .terramind import build_terramind_backbone, build_terramind_generator
 

@@ -15,9 +15,9 @@ from torch import nn
 from . import _validation
 from ._terratorch import registry, terratorch_module
 from .architecture import builder_arguments, builder_name
-from .catalog import KNOWN_MODELS, TERRAMIND_LARGE, TERRAMIND_MODALITIES
-from .discovery import CheckpointFile, find_checkpoint
-from .errors import InvalidArgumentError
+from ..weights.catalog import KNOWN_MODELS, TERRAMIND_LARGE, TERRAMIND_MODALITIES
+from ..weights.discovery import CheckpointFile, find_checkpoint
+from ..errors import InvalidArgumentError
 from .loading import CheckpointPart, StateDict, build_and_load, place
 
 logger = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def build_terramind_generator(
 
     Raises:
         InvalidArgumentError: unknown or empty modalities, ``timesteps`` out of range.
-        CheckpointNotFoundError, CorruptCheckpointError, CheckpointMismatchError: see ``axs_lib.models.errors``.
+        CheckpointNotFoundError, CorruptCheckpointError, CheckpointMismatchError: see ``axs_lib.errors``.
     """
     inputs = _validation.modality_names(input_modalities, "input_modalities", GENERATOR_INPUTS)
     outputs = _validation.modality_names(output_modalities, "output_modalities", GENERATOR_OUTPUTS)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 class AxsModelError(Exception):
-    """Base class of every error raised by ``axs_lib.models``."""
+    """Base class of every error raised by ``axs_lib``."""
 
 
 class CheckpointNotFoundError(AxsModelError, FileNotFoundError):
@@ -35,7 +35,7 @@ class NoModelsFoundError(AxsModelError, FileNotFoundError):
 
     MESSAGE = "No models found. Please download models first."
 
-    def __init__(self, download_command: str = "python axs_lib/setup.py"):
+    def __init__(self, download_command: str = "axs-setup"):
         super().__init__(f"{self.MESSAGE}\nRun:  {download_command}")
 
 
@@ -47,7 +47,7 @@ class CorruptCheckpointError(AxsModelError, ValueError):
         super().__init__(
             f"Cannot read checkpoint {path}: {reason}\n"
             "The file is probably truncated or corrupt: delete it and download it again "
-            "(python axs_lib/setup.py --models <name>)."
+            "(axs-setup --models <name>)."
         )
 
 

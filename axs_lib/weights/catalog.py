@@ -41,9 +41,6 @@ class ModelSpec:
     def stem(self) -> str:
         return self.filename.rsplit(".", 1)[0]
 
-    @property
-    def download_command(self) -> str:
-        return f"python axs_lib/setup.py --models {self.name}"
 
 
 CONVERTED_FILENAME = "model.safetensors"

@@ -17,8 +17,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .catalog import CONVERTED_FILENAME
-from .errors import CorruptCheckpointError
-from .loading import ALIASES_METADATA, read_state_dict
+from ..errors import CorruptCheckpointError
+from .reading import ALIASES_METADATA, read_state_dict
 
 logger = logging.getLogger(__name__)
 

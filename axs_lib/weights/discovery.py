@@ -21,7 +21,7 @@ from huggingface_hub.file_download import repo_folder_name
 
 from .catalog import CONVERTED_FILENAME, KNOWN_MODELS, ModelSpec
 from .conversion import converted_from, is_current
-from .errors import CheckpointNotFoundError
+from ..errors import CheckpointNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,18 @@ class CheckpointFile:
     @property
     def size_bytes(self) -> int:
         return self.path.stat().st_size
+
+
+def setup_command(*, model: str | None = None, weights_dir: Path | None = None, convert_only: bool = False) -> str:
+    """The ``axs-setup`` command line that downloads (or converts) ``model`` into ``weights_dir``."""
+    words = ["axs-setup"]
+    if model is not None:
+        words += ["--models", model]
+    if weights_dir is not None and Path(weights_dir).resolve() != PROJECT_WEIGHTS_DIR.resolve():
+        words += ["--weights-dir", str(weights_dir)]
+    if convert_only:
+        words.append("--convert-only")
+    return " ".join(words)
 
 
 def search_roots() -> list[tuple[str, Path]]:
@@ -81,7 +93,7 @@ def find_checkpoint(
             return CheckpointFile(spec, explicit, "checkpoint_path")
         found = (_find_in_folder(spec, explicit) or _find_under_root(spec, explicit)) if explicit.is_dir() else None
         if found is None:
-            raise CheckpointNotFoundError(spec.name, [explicit], spec.download_command)
+            raise CheckpointNotFoundError(spec.name, [explicit], setup_command(model=spec.name))
         return CheckpointFile(spec, found, "checkpoint_path")
 
     roots = _near_roots(Path(near).expanduser()) if near is not None else []
@@ -90,7 +102,7 @@ def find_checkpoint(
         found = _find_in_folder(spec, root) or _find_under_root(spec, root)
         if found is not None:
             return CheckpointFile(spec, found, origin)
-    raise CheckpointNotFoundError(spec.name, [root for _, root in roots], spec.download_command)
+    raise CheckpointNotFoundError(spec.name, [root for _, root in roots], setup_command(model=spec.name))
 
 
 def find_all() -> dict[str, CheckpointFile]:
@@ -144,9 +156,10 @@ def _find_in_folder(spec: ModelSpec, folder: Path) -> Path | None:
         if not published.is_file() or is_current(converted, published):
             return converted
         logger.warning(
-            "%s is older than %s; loading the .pt instead. Refresh it with: python axs_lib/setup.py --convert-only",
+            "%s is older than %s; loading the .pt instead. Refresh it with: %s",
             converted,
             published,
+            setup_command(model=spec.name, weights_dir=folder.parent, convert_only=True),
         )
     for candidate in (folder / f"{spec.stem}.safetensors", published):
         if candidate.is_file():
