@@ -23,13 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 BENCHMARKS_DIR = Path(__file__).resolve().parent

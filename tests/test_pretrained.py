@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from axs_lib.errors import AxsModelError
+from axs_lib.errors import AxsModelError, BaseModelMismatchError, NotASavedModelError, SavedModelNotFoundError
 from axs_lib.models import (
     CheckpointMismatchError,
     InvalidArgumentError,
@@ -20,7 +20,6 @@ from axs_lib.models import (
     build_prithvi_600,
 )
 from axs_lib.models.pretrained import MODEL_TYPE, base_fingerprint
-from axs_lib.errors import BaseModelMismatchError, NotASavedModelError, SavedModelNotFoundError
 from axs_lib.weights.catalog import PRITHVI_600M, TERRAMIND_LARGE
 from tiny_weights import write_tiny_weights, prithvi_state_dict
 
@@ -114,12 +113,6 @@ class TestRoundTrip:
         assert torch.equal(logits(reloaded, extended), logits(model, extended))
         assert reloaded.build_recipe.arguments == model.build_recipe.arguments
         assert not reloaded.training
-
-    def test_a_randomly_initialised_model_is_saved_whole_and_needs_no_base(self, images, tmp_path):
-        model = build_prithvi_600(pretrained=False, num_classes=2, img_size=TILE).eval()
-        folder = model.save_pretrained(tmp_path / "m")
-        assert json.loads((folder / "config.json").read_text())["base_model"] is None
-        assert torch.equal(logits(PrithviSegmentation.from_pretrained(folder), images), logits(model, images))
 
     def test_dtype_and_device_can_be_chosen_at_load(self, weights, images, tmp_path):
         model = build_prithvi_600(num_classes=2, img_size=TILE).eval()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -56,9 +58,6 @@ def test_predict_from_the_checkpoint_with_the_console_script(trained_run, tiny_w
     script = Path(sys.executable).with_name("axs-terratorch")
     assert script.is_file(), "pip install -e . installs the axs-terratorch console script"
     out = root / "predictions"
-    import os
-    import subprocess
-
     env = {**os.environ, "AXS_WEIGHTS_DIR": str(tiny_weights), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
         [str(script), "predict", "--config", str(config), "--ckpt_path", str(checkpoint), "--predict_output_dir", str(out)],
