@@ -39,6 +39,17 @@ class NoModelsFoundError(AxsModelError, FileNotFoundError):
         super().__init__(f"{self.MESSAGE}\nRun:  {download_command}")
 
 
+class InvalidWeightsDirError(AxsModelError, NotADirectoryError):
+    """``AXS_WEIGHTS_DIR`` names something that is not a folder."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        super().__init__(
+            f"AXS_WEIGHTS_DIR must be a folder, but {path} is a file. Point it at the folder that holds the "
+            "model folders (e.g. the one axs-setup --weights-dir downloaded into), or unset it."
+        )
+
+
 class CorruptCheckpointError(AxsModelError, ValueError):
     """A checkpoint file exists but cannot be read (truncated download, wrong format, not a state dict)."""
 
