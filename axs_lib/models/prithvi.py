@@ -82,6 +82,9 @@ def build_prithvi_600(
     ``[B, num_classes, H, W]``. Inputs are padded to whole 14-pixel patches and the logits cropped back, as
     TerraTorch does, so ``img_size`` need not be a multiple of 14.
 
+    The model is returned in eval mode, as transformers' ``from_pretrained`` does: call ``model.train()``
+    before fine-tuning in a plain loop (Lightning does it itself).
+
     Args:
         pretrained: load the local Prithvi checkpoint; ``False`` gives random weights without disk access.
         num_classes: output channels.
@@ -159,7 +162,7 @@ def build_prithvi_600(
         num_classes=num_classes,
         peft_config=peft_config,
     )
-    return place(PrithviSegmentation(model, in_channels=in_channels, num_classes=num_classes), device, dtype)
+    return place(PrithviSegmentation(model, in_channels=in_channels, num_classes=num_classes), device, dtype).eval()
 
 
 def build_prithvi_600_backbone(
@@ -174,7 +177,8 @@ def build_prithvi_600_backbone(
     compile: bool = False,
     **terratorch_kwargs: Any,
 ) -> nn.Module:
-    """The Prithvi EO 2.0 600M ViT encoder, as TerraTorch's ``prithvi_eo_v2_600`` builds it, loaded exactly.
+    """The Prithvi EO 2.0 600M ViT encoder, as TerraTorch's ``prithvi_eo_v2_600`` builds it, loaded exactly,
+    in eval mode.
 
     Args:
         in_channels: see :func:`build_prithvi_600`; ignored when ``bands`` is given.
@@ -227,7 +231,7 @@ def build_prithvi_600_backbone(
     if compile:
         for block in model.blocks:
             block.compile()  # lazily: compiled on the first call, after LoRA or checkpointing may wrap the block
-    return model
+    return model.eval()
 
 
 def _recomputed_in_backward(forward: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:

@@ -16,7 +16,8 @@ from torch import nn
 
 from ..weights.catalog import KNOWN_MODELS
 from ..weights.discovery import CheckpointFile, find_all
-from ..errors import AxsModelError, BackboneBuildError
+from ..errors import AxsModelError, BackboneBuildError, TerraTorchUnavailableError
+from ._terratorch import registry
 from .prithvi import build_prithvi_600, build_prithvi_600_backbone
 from .terramind import build_terramind_backbone, build_terramind_generator
 
@@ -129,12 +130,15 @@ def register_all_models() -> RegistrationReport:
     """
     report = RegistrationReport()
     try:
-        from terratorch.registry import TERRATORCH_BACKBONE_REGISTRY, TERRATORCH_FULL_MODEL_REGISTRY
-    except ImportError as error:
-        report.error = f"TerraTorch unavailable: {error}"
+        terratorch_registry = registry()
+    except TerraTorchUnavailableError as error:
+        report.error = f"TerraTorch unavailable: {error.__cause__}"
         logger.debug("not registering models: %s", report.error)
         return report
-    registries = {"backbone": TERRATORCH_BACKBONE_REGISTRY, "full_model": TERRATORCH_FULL_MODEL_REGISTRY}
+    registries = {
+        "backbone": terratorch_registry.TERRATORCH_BACKBONE_REGISTRY,
+        "full_model": terratorch_registry.TERRATORCH_FULL_MODEL_REGISTRY,
+    }
     for entry in REGISTERED_NAMES:
         registries[entry.registry].register(_wrapper_class(entry))
         report.registered.append(entry)
