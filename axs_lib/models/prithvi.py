@@ -25,6 +25,12 @@ logger = logging.getLogger(__name__)
 LORA_TARGET_MODULES = ("q_linear", "v_linear")
 """Attention projections that receive LoRA adapters, after TerraTorch splits each fused ``qkv``."""
 
+_TERRATORCH_ONLY_ARGUMENTS = frozenset({"padding"})
+"""Backbone arguments TerraTorch's ``EncoderDecoderFactory`` reads and also passes to the builder."""
+
+_SET_BY_THIS_FACTORY = frozenset({"self", "in_chans", "img_size"})
+"""``PrithviViT`` arguments that come from this factory's own (``in_channels``/``bands``, ``img_size``)."""
+
 LOW_VRAM_LORA_RANK = 4
 """``low_vram=True``: LoRA rank 4 (alpha 8, the default alpha/rank of 2), frozen encoder, gradient
 checkpointing, 16-bit weights."""
@@ -191,11 +197,19 @@ def build_prithvi_600_backbone(
             identical blocks share one compiled graph). Compilation happens on the first call and again
             when the input shape changes, and takes seconds to a minute; later calls run the fused kernels.
             Needs a working ``torch.compile`` (Triton on CUDA, a C++ compiler on CPU).
-        terratorch_kwargs: passed to TerraTorch's builder (``num_frames``, ``out_indices``, ...).
+        terratorch_kwargs: TerraTorch's ``PrithviViT`` arguments (``num_frames``, ``drop_path``,
+            ``coords_encoding``, ...), and ``padding``, which TerraTorch's ``EncoderDecoderFactory`` passes along.
+            Any other name is refused with :class:`InvalidArgumentError` (TerraTorch would ignore it).
     """
     spec = KNOWN_MODELS[PRITHVI_600M]
     device, dtype = _validation.torch_device(device), _validation.floating_dtype(dtype)
     prithvi_vit = terratorch_module("models.backbones.prithvi_vit")
+    terratorch_arguments = _validation.keyword_names(prithvi_vit.PrithviViT.__init__) - _SET_BY_THIS_FACTORY
+    _validation.known_keywords(
+        terratorch_kwargs,
+        {*_TERRATORCH_ONLY_ARGUMENTS, *terratorch_arguments, *_validation.keyword_names(build_prithvi_600_backbone)},
+        "build_prithvi_600_backbone",
+    )
     model_bands = list(bands) if bands is not None else _bands_for(in_channels)
     builder = terratorch_module("registry").TERRATORCH_BACKBONE_REGISTRY[spec.builder]
     checkpoint = find_checkpoint(spec, checkpoint_path) if pretrained else None
