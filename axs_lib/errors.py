@@ -74,8 +74,11 @@ class CheckpointMismatchError(AxsModelError, ValueError):
         missing: Sequence[str] = (),
         unexpected: Sequence[str] = (),
         mismatched: Sequence[str] = (),
+        looks_like: str | None = None,
     ):
         self.path = path
+        self.model = model
+        self.looks_like = looks_like
         self.missing = list(missing)
         self.unexpected = list(unexpected)
         self.mismatched = list(mismatched)
@@ -88,9 +91,19 @@ class CheckpointMismatchError(AxsModelError, ValueError):
             if keys:
                 more = f" (+{len(keys) - self.SHOWN} more)" if len(keys) > self.SHOWN else ""
                 parts.append(f"  {len(keys)} keys {label}: {', '.join(keys[: self.SHOWN])}{more}")
+        question = (
+            f"The file looks like {looks_like}: pass that model's file instead."
+            if looks_like
+            else "Is this the right file for this model?"
+        )
         super().__init__(
-            f"Checkpoint {path} does not match {model}:\n" + "\n".join(parts) + "\n"
-            "Is this the right file for this model? No weights were loaded."
+            f"Checkpoint {path} does not match {model}:\n" + "\n".join(parts) + f"\n{question} No weights were loaded."
+        )
+
+    def looking_like(self, description: str) -> CheckpointMismatchError:
+        """The same error, saying which other model the file looks like."""
+        return CheckpointMismatchError(
+            self.path, self.model, self.missing, self.unexpected, self.mismatched, looks_like=description
         )
 
 

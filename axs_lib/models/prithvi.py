@@ -240,7 +240,7 @@ def build_prithvi_600_backbone(
             return prithvi_vit.checkpoint_filter_fn_vit(state_dict, model, pretrained_bands, model.model_bands)
 
         logger.info("loading Prithvi encoder from %s", checkpoint.path)
-        parts = [CheckpointPart(checkpoint.path, vit_filter)]
+        parts = [CheckpointPart(checkpoint.path, vit_filter, spec.family)]
         model = build_and_load(build, parts, model_name=f"{spec.name} encoder", device=device, dtype=dtype)
     if compile:
         for block in model.blocks:

@@ -185,8 +185,11 @@ def build_terramind_generator(
         return model
 
     generate_filter = register.checkpoint_filter_fn_generate
-    parts = [CheckpointPart(checkpoint.path, generate_filter)]
-    parts += [CheckpointPart(file.path, _prefixed(f"tokenizer.{key}."), f"tokenizer.{key}.") for key, file in tokenizers.items()]
+    parts = [CheckpointPart(checkpoint.path, generate_filter, spec.family)]
+    parts += [
+        CheckpointPart(file.path, _prefixed(f"tokenizer.{key}."), file.spec.family, f"tokenizer.{key}.")
+        for key, file in tokenizers.items()
+    ]
     logger.info("loading TerraMind generator from %s (+ %d tokenizers)", checkpoint.path, len(tokenizers))
     model = build_and_load(build_with_tokenizers, parts, model_name=f"{spec.name} generator", device=device, dtype=dtype)
     return TerraMindGenerator(model, inputs, outputs).eval()
@@ -230,7 +233,7 @@ def build_terramind_backbone(
         logger.info("loading TerraMind backbone from %s", checkpoint.path)
         model = build_and_load(
             lambda: build(builder_name(spec, checkpoint.path)),
-            [CheckpointPart(checkpoint.path, vit_filter)],
+            [CheckpointPart(checkpoint.path, vit_filter, spec.family)],
             model_name=f"{spec.name} backbone",
             device=device,
             dtype=dtype,

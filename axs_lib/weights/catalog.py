@@ -5,6 +5,7 @@ This module is data only. Nothing here touches the disk, the network or TerraTor
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -15,6 +16,27 @@ class Family(str, Enum):
     TERRAMIND = "terramind"
     TERRAMIND_TOKENIZER = "terramind_tokenizer"
     PRITHVI = "prithvi"
+
+
+FAMILY_SIGNATURES: dict[Family, str] = {
+    Family.TERRAMIND: "encoder_embeddings.",
+    Family.TERRAMIND_TOKENIZER: "quant_proj.",
+    Family.PRITHVI: "encoder.patch_embed.",
+}
+"""A key prefix that every published file of the family has, and no other family's file."""
+
+FAMILY_DESCRIPTIONS: dict[Family, str] = {
+    Family.TERRAMIND: "a TerraMind 1.0 checkpoint (TerraMind-1.0-large)",
+    Family.TERRAMIND_TOKENIZER: "a TerraMind 1.0 tokenizer checkpoint (TerraMind-1.0-Tokenizer-*)",
+    Family.PRITHVI: "a Prithvi EO 2.0 checkpoint (Prithvi-EO-2.0-600M)",
+}
+
+
+def family_of(keys: Iterable[str]) -> Family | None:
+    """The family whose published files hold keys like ``keys``, or ``None`` when none does."""
+    keys = list(keys)
+    matches = [family for family, prefix in FAMILY_SIGNATURES.items() if any(key.startswith(prefix) for key in keys)]
+    return matches[0] if len(matches) == 1 else None
 
 
 @dataclass(frozen=True)
