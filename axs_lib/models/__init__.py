@@ -1,6 +1,8 @@
 """axs_lib.models: TerraMind and Prithvi foundation models from local checkpoints, exactly loaded.
 
 Importing this package registers the models in TerraTorch's registries (see :func:`register_all_models`).
+The names for weights on disk (catalog, discovery, conversion) come from :mod:`axs_lib.weights` and the
+exceptions from :mod:`axs_lib.errors`; both are re-exported here.
 """
 
 from ..weights.catalog import KNOWN_MODELS, ModelSpec

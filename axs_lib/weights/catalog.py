@@ -66,7 +66,7 @@ class ModelSpec:
 
 
 CONVERTED_FILENAME = "model.safetensors"
-"""Name of the safetensors file that ``axs_lib/setup.py`` writes beside a downloaded ``.pt``."""
+"""Name of the safetensors file that ``axs-setup`` writes beside a downloaded ``.pt``."""
 
 CONFIG_FILENAME = "config.json"
 """Optional architecture description beside a checkpoint (see ``axs_lib.models.architecture``)."""
