@@ -29,7 +29,8 @@ _TERRATORCH_ONLY_ARGUMENTS = frozenset({"padding"})
 """Backbone arguments TerraTorch's ``EncoderDecoderFactory`` reads and also passes to the builder."""
 
 _SET_BY_THIS_FACTORY = frozenset({"self", "in_chans", "img_size"})
-"""``PrithviViT`` arguments that come from this factory's own (``in_channels``/``bands``, ``img_size``)."""
+"""``PrithviViT.__init__`` parameters a caller cannot pass through: ``in_chans`` and ``img_size`` come from this
+factory's ``in_channels``/``bands`` and ``img_size``."""
 
 LOW_VRAM_LORA_RANK = 4
 """``low_vram=True``: LoRA rank 4 (alpha 8, the default alpha/rank of 2), frozen encoder, gradient
