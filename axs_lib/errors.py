@@ -39,6 +39,17 @@ class NoModelsFoundError(AxsModelError, FileNotFoundError):
         super().__init__(f"{self.MESSAGE}\nRun:  {download_command}")
 
 
+class InvalidWeightsDirError(AxsModelError, NotADirectoryError):
+    """``AXS_WEIGHTS_DIR`` names something that is not a folder."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        super().__init__(
+            f"AXS_WEIGHTS_DIR must be a folder, but {path} is a file. Point it at the folder that holds the "
+            "model folders (e.g. the one axs-setup --weights-dir downloaded into), or unset it."
+        )
+
+
 class CorruptCheckpointError(AxsModelError, ValueError):
     """A checkpoint file exists but cannot be read (truncated download, wrong format, not a state dict)."""
 
@@ -63,8 +74,11 @@ class CheckpointMismatchError(AxsModelError, ValueError):
         missing: Sequence[str] = (),
         unexpected: Sequence[str] = (),
         mismatched: Sequence[str] = (),
+        looks_like: str | None = None,
     ):
         self.path = path
+        self.model = model
+        self.looks_like = looks_like
         self.missing = list(missing)
         self.unexpected = list(unexpected)
         self.mismatched = list(mismatched)
@@ -77,9 +91,19 @@ class CheckpointMismatchError(AxsModelError, ValueError):
             if keys:
                 more = f" (+{len(keys) - self.SHOWN} more)" if len(keys) > self.SHOWN else ""
                 parts.append(f"  {len(keys)} keys {label}: {', '.join(keys[: self.SHOWN])}{more}")
+        question = (
+            f"The file looks like {looks_like}: pass that model's file instead."
+            if looks_like
+            else "Is this the right file for this model?"
+        )
         super().__init__(
-            f"Checkpoint {path} does not match {model}:\n" + "\n".join(parts) + "\n"
-            "Is this the right file for this model? No weights were loaded."
+            f"Checkpoint {path} does not match {model}:\n" + "\n".join(parts) + f"\n{question} No weights were loaded."
+        )
+
+    def looking_like(self, description: str) -> CheckpointMismatchError:
+        """The same error, saying which other model the file looks like."""
+        return CheckpointMismatchError(
+            self.path, self.model, self.missing, self.unexpected, self.mismatched, looks_like=description
         )
 
 

@@ -12,8 +12,6 @@ import argparse
 import json
 import sys
 
-from axs_lib.models import NoModelsFoundError, register_all_models
-
 
 def _size(num_bytes: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -34,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="axs-register-models", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
+
+    from axs_lib.models import NoModelsFoundError, register_all_models  # TerraTorch: seconds, so after --help
 
     report = register_all_models()
     if args.json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,31 @@ def test_importing_the_library_prints_nothing(tmp_path, cli_env):
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     assert "axs_lib" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["--help"], ["--convert-only"], ["--models", "Prithvi-EO-2.0-600M"]],
+    ids=["help", "convert-only", "failed-download"],
+)
+def test_the_weights_tool_imports_neither_terratorch_nor_the_models(tmp_path, arguments):
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['axs-setup', *{arguments!r}, '--weights-dir', {str(tmp_path)!r}]\n"
+        "try:\n    runpy.run_path('axs_lib/setup.py', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print(sorted(name for name in ('terratorch', 'torch', 'axs_lib.models') if name in sys.modules))"
+    )
+    environment = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=environment, capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.splitlines()[-1] == "[]", result.stderr
+
+
+@pytest.mark.parametrize("script", ["axs-setup", "axs-register-models"])
+def test_pip_installs_the_command_line_tools_and_they_run_from_any_folder(tmp_path, script):
+    executable = shutil.which(script, path=str(Path(sys.executable).parent))
+    assert executable, f"{script} is not installed beside {sys.executable}: pip install -e ."
+    result = subprocess.run([executable, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: {script}")

@@ -10,7 +10,7 @@ import torch
 
 from axs_lib import setup as setup_cli
 from axs_lib.models import KNOWN_MODELS, build_prithvi_600_backbone, convert_to_safetensors, find_checkpoint
-from axs_lib.weights import conversion
+from axs_lib.weights import conversion, provenance
 from axs_lib.weights.catalog import CONVERTED_FILENAME, PRITHVI_600M
 from helpers import checkpoint
 
@@ -27,7 +27,7 @@ def test_conversion_writes_model_safetensors_that_the_loader_prefers(prithvi_pt)
     assert converted == prithvi_pt.with_name(CONVERTED_FILENAME)
     found = find_checkpoint(SPEC, prithvi_pt.parent)
     assert (found.path, found.format) == (converted, "safetensors")
-    assert conversion.conversion_record(converted)["axs_source_sha256"] == conversion.sha256_of(prithvi_pt)
+    assert provenance.conversion_record(converted)["axs_source_sha256"] == provenance.sha256_of(prithvi_pt)
 
 
 def test_safetensors_and_pt_load_identical_parameters(prithvi_pt, tmp_path):
@@ -76,7 +76,7 @@ def test_a_stale_conversion_is_ignored_by_the_loader_and_redone(prithvi_pt, capl
 def test_a_copied_source_with_a_new_mtime_still_matches_by_hash(prithvi_pt):
     converted = convert_to_safetensors(prithvi_pt)
     os.utime(prithvi_pt, ns=(0, 0))
-    assert conversion.is_current(converted, prithvi_pt)
+    assert provenance.is_current(converted, prithvi_pt)
 
 
 def test_a_conversion_of_another_file_in_a_shared_folder_is_not_used(prithvi_pt, tmp_path):
@@ -121,3 +121,30 @@ def test_tied_weights_are_stored_once_and_come_back_under_both_names(weights_cop
     state = read_state_dict(converted)
     assert torch.equal(state[tied], state["decoder_embeddings.tok_sen2l2a@224.token_emb.weight"])
     assert set(state) == set(checkpoint(source))
+
+
+def test_convert_only_does_not_hash_files_that_did_not_change(weights_copy, monkeypatch, caplog):
+    arguments = ["--convert-only", "--weights-dir", str(weights_copy), "--models", PRITHVI_600M]
+    assert setup_cli.main(arguments) == 0
+    hashed = []
+    monkeypatch.setattr(provenance, "sha256_of", lambda path: hashed.append(path))
+    caplog.clear()
+    assert setup_cli.main(arguments) == 0
+    assert hashed == []
+    assert "modification time changed" not in caplog.text
+
+
+def test_a_damaged_conversion_is_written_again(prithvi_pt):
+    converted = convert_to_safetensors(prithvi_pt)
+    converted.write_bytes(converted.read_bytes()[:1000])
+    convert_to_safetensors(prithvi_pt)
+    assert provenance.is_current(converted, prithvi_pt)
+
+
+def test_the_stale_conversion_hint_names_the_weights_folder(prithvi_pt, caplog):
+    convert_to_safetensors(prithvi_pt)
+    state = checkpoint(prithvi_pt)
+    state["encoder.norm.weight"] = state["encoder.norm.weight"] + 1
+    torch.save(state, prithvi_pt)
+    find_checkpoint(SPEC, prithvi_pt.parent)
+    assert f"axs-setup --models {PRITHVI_600M} --weights-dir {prithvi_pt.parent.parent} --convert-only" in caplog.text

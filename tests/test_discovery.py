@@ -113,3 +113,21 @@ def test_generator_finds_tokenizers_beside_terramind_in_a_hub_cache_given_as_pat
         shutil.copytree(tiny_weights / name, folder)
     terramind = model_folder(cache, "TerraMind-1.0-large", "snapshot") / KNOWN_MODELS["TerraMind-1.0-large"].filename
     assert build_terramind_generator(checkpoint_path=terramind).output_modalities == ("S2L2A",)
+
+
+def test_a_truncated_model_safetensors_is_named_not_skipped(prithvi_file, tmp_path):
+    from axs_lib.models import CorruptCheckpointError, convert_to_safetensors
+
+    converted = convert_to_safetensors(place(tmp_path / "w", source=prithvi_file))
+    converted.write_bytes(converted.read_bytes()[:-100])
+    with pytest.raises(CorruptCheckpointError, match="truncated") as raised:
+        find_checkpoint(SPEC, tmp_path / "w")
+    assert str(converted) in str(raised.value)
+
+
+def test_axs_weights_dir_naming_a_file_says_it_must_be_a_folder(prithvi_file, use_weights):
+    from axs_lib.models import InvalidWeightsDirError
+
+    use_weights(prithvi_file)
+    with pytest.raises(InvalidWeightsDirError, match="AXS_WEIGHTS_DIR must be a folder"):
+        find_checkpoint(SPEC)

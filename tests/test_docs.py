@@ -33,3 +33,14 @@ def test_code_examples_run(page, tiny_weights, use_weights, tf32_settings_restor
     namespace: dict = {}
     for number, block in enumerate(blocks, 1):
         exec(compile(block, f"{page.name}[python block {number}]", "exec"), namespace)
+
+
+def test_the_guides_factory_examples_run_verbatim_on_a_single_tile(tiny_weights, use_weights):
+    guide = (ROOT / "docs" / "model_registration.md").read_text()
+    section = guide[guide.index("## 4. The factories"):guide.index("## 5.")]
+    first_block = textwrap.dedent(PYTHON_BLOCK.findall(section)[0][1])
+    use_weights(tiny_weights)
+    namespace: dict = {}
+    exec(compile(first_block, "model_registration.md[factories]", "exec"), namespace)
+    assert namespace["optical"].shape[0] == namespace["features"][-1].shape[0] == namespace["logits"].shape[0] == 1
+    assert not any(namespace[name].training for name in ("generator", "encoder", "segmenter"))

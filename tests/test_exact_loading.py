@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -66,13 +67,30 @@ def test_prithvi_with_extra_bands_adds_new_patch_embedding_channels(tiny_weights
     assert weight[:, 6:].abs().sum() > 0
 
 
-def test_a_checkpoint_of_another_model_is_refused_naming_the_file(tiny_weights):
+def test_a_checkpoint_of_another_model_is_refused_naming_the_file_and_what_it_looks_like(tiny_weights, caplog):
     with pytest.raises(CheckpointMismatchError) as raised:
         build_terramind_backbone(checkpoint_path=tiny_weights / PRITHVI_FILE)
     message = str(raised.value)
     assert str(tiny_weights / PRITHVI_FILE) in message
     assert "missing from the checkpoint" in message
     assert "encoder_embeddings.untok_sen1grd@224.proj.weight" in message
+    assert "looks like a Prithvi EO 2.0 checkpoint (Prithvi-EO-2.0-600M)" in message
+    assert not [record for record in caplog.records if record.name.startswith("terratorch")], caplog.text
+
+
+@pytest.mark.parametrize(
+    ("build", "wrong_file", "looks_like"),
+    [
+        (build_prithvi_600_backbone, TERRAMIND_FILE, "a TerraMind 1.0 checkpoint (TerraMind-1.0-large)"),
+        (build_prithvi_600_backbone, f"{TOKENIZER}/TerraMind_Tokenizer_S2L2A.pt", "a TerraMind 1.0 tokenizer checkpoint"),
+        (build_terramind_generator, PRITHVI_FILE, "a Prithvi EO 2.0 checkpoint"),
+    ],
+    ids=["terramind-to-prithvi", "tokenizer-to-prithvi", "prithvi-to-generator"],
+)
+def test_the_error_says_which_known_model_a_wrong_file_looks_like(tiny_weights, build, wrong_file, looks_like, caplog):
+    with pytest.raises(CheckpointMismatchError, match=re.escape(f"The file looks like {looks_like}")):
+        build(checkpoint_path=tiny_weights / wrong_file)
+    assert "random initialization" not in caplog.text
 
 
 def test_an_incomplete_checkpoint_is_refused(weights_copy):

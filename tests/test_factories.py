@@ -50,7 +50,7 @@ class TestTerraMindGenerator:
         ("inputs", "complaint"),
         [
             ({"S2L2A": torch.zeros(1, 12, 64, 64)}, "unexpected input modality 'S2L2A'; this generator was built for S1GRD"),
-            ({"S1GRD": torch.zeros(1, 3, 64, 64)}, r"S1GRD must have shape \[B, 2, H, W\], got \[1, 3, 64, 64\]"),
+            ({"S1GRD": torch.zeros(1, 3, 64, 64)}, r"S1GRD must have shape \[B, 2, H, W\] with 2 bands \(VV, VH, in this order\); got \[1, 3, 64, 64\]"),
             ({"S1GRD": torch.zeros(1, 2, 60, 64)}, "60x64 pixels; TerraMind needs multiples of 16"),
             ({}, "pass a dict of input images"),
         ],
@@ -115,9 +115,23 @@ class TestTerraMindBackbone:
         assert not trainable(model)
         assert not model.training
 
-    def test_unfrozen_trains_everything(self, weights):
+    def test_unfrozen_trains_everything_and_still_comes_back_in_eval_mode(self, weights):
         model = build_terramind_backbone(modalities=("S1GRD",), freeze=False)
         assert set(trainable(model)) == {name for name, _ in model.named_parameters()}
+        assert not model.training
+
+    @pytest.mark.parametrize("call", ["dict", "tensor", "keyword"])
+    def test_an_image_with_the_wrong_bands_is_refused_naming_the_expected_bands(self, weights, call):
+        model = build_terramind_backbone(modalities=("S2L2A", "S1GRD"))
+        six_bands = torch.randn(1, 6, 224, 224)
+        with pytest.raises(InvalidArgumentError, match=r"S2L2A must have shape \[B, 12, H, W\] with 12 bands "
+                           r"\(COASTAL_AEROSOL, BLUE, .*, SWIR_1, SWIR_2, in this order\); got \[1, 6, 224, 224\]"):
+            if call == "dict":
+                model({"S2L2A": six_bands})
+            elif call == "tensor":
+                model(six_bands)
+            else:
+                model(S2L2A=six_bands)
 
     @pytest.mark.parametrize("dtype", [torch.bfloat16, "fp16"])
     def test_reduced_precision_features_stay_close_to_float32(self, weights, dtype):

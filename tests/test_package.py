@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 import axs_lib
@@ -32,3 +37,48 @@ def test_every_catalog_builder_is_registered_in_terratorch():
     for spec in KNOWN_MODELS.values():
         registry = TERRATORCH_FULL_MODEL_REGISTRY if spec.family is Family.TERRAMIND_TOKENIZER else TERRATORCH_BACKBONE_REGISTRY
         assert spec.builder in registry, spec.builder
+
+
+NETWORK_PROBE = """
+import json, socket, threading
+
+attempts = []
+
+def refused(name):
+    def refuse(*args, **kwargs):
+        attempts.append(f"{name}{args[1:2] if name == 'connect' else args[:1]}")
+        raise OSError("no network in this test")
+    return refuse
+
+for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "create_connection"):
+    setattr(socket, name, refused(name))
+socket.socket.connect = refused("connect")
+socket.socket.connect_ex = refused("connect")
+
+import axs_lib.models
+
+for thread in threading.enumerate():
+    if thread is not threading.main_thread():
+        thread.join(timeout=20)
+print(json.dumps(attempts))
+"""
+
+
+def test_importing_the_library_attempts_no_network_connection(tmp_path):
+    environment = {key: value for key, value in os.environ.items() if key not in ("LIGHTLY_DID_VERSION_CHECK", "HF_HUB_OFFLINE")}
+    result = subprocess.run([sys.executable, "-c", NETWORK_PROBE], cwd=tmp_path, env=environment,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == []
+
+
+def test_terramind_band_names_match_terratorchs_pretrained_bands():
+    from terratorch.models.backbones.terramind.model.terramind_register import PRETRAINED_BANDS
+
+    from axs_lib.weights.catalog import TERRAMIND_MODALITIES
+
+    raw_keys = {"S2L2A": "untok_sen2l2a@224", "S2L1C": "untok_sen2l1c@224", "S1GRD": "untok_sen1grd@224",
+                "S1RTC": "untok_sen1rtc@224", "RGB": "untok_sen2rgb@224", "DEM": "untok_dem@224"}
+    assert {name for name, modality in TERRAMIND_MODALITIES.items() if modality.bands} == set(raw_keys)
+    for name, key in raw_keys.items():
+        assert list(TERRAMIND_MODALITIES[name].bands) == PRETRAINED_BANDS[key], name

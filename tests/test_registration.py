@@ -15,7 +15,9 @@ from axs_lib.models import (
     REGISTERED_NAMES,
     BackboneBuildError,
     CheckpointNotFoundError,
+    InvalidArgumentError,
     PrithviSegmentation,
+    build_prithvi_600_backbone,
     register_all_models,
 )
 from axs_lib.models import registration
@@ -109,9 +111,17 @@ def test_a_key_error_inside_a_builder_is_not_mistaken_for_an_unknown_model():
         del TERRATORCH_BACKBONE_REGISTRY._registry["axs_test_broken"]
 
 
-def test_unknown_builder_arguments_are_reported_with_the_registered_name(weights):
-    with pytest.raises(BackboneBuildError, match="Failed to build model axs_prithvi_eo_v2_600_segmentation: TypeError"):
-        FULL_MODEL_REGISTRY.build("axs_prithvi_eo_v2_600_segmentation", no_such_argument=1)
+@pytest.mark.parametrize("entry", REGISTERED_NAMES, ids=lambda entry: entry.name)
+def test_a_misspelt_argument_is_refused_by_name_for_every_registered_name(weights, entry):
+    with pytest.raises(InvalidArgumentError, match="got unknown argument 'img_szie'"):
+        REGISTRIES[entry.registry].build(entry.name, img_szie=512)
+
+
+def test_the_prithvi_backbone_suggests_the_argument_that_was_meant(weights):
+    with pytest.raises(InvalidArgumentError, match="'img_szie' \\(did you mean 'img_size'\\?\\)"):
+        build_prithvi_600_backbone(img_szie=512)
+    with pytest.raises(InvalidArgumentError, match="'no_such_argument'"):
+        BACKBONE_REGISTRY.build("axs_prithvi_eo_v2_600", no_such_argument=1)
 
 
 def test_without_terratorch_registration_reports_why_instead_of_failing(monkeypatch):

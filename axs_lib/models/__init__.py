@@ -2,6 +2,8 @@
 
 Importing this package registers the models in TerraTorch's registries (see :func:`register_all_models`),
 and the folders ``PrithviSegmentation.save_pretrained`` writes with transformers' ``AutoConfig``/``AutoModel``.
+The names for weights on disk (catalog, discovery, conversion) come from :mod:`axs_lib.weights` and the
+exceptions from :mod:`axs_lib.errors`; both are re-exported here.
 """
 
 from ..weights.catalog import KNOWN_MODELS, ModelSpec
@@ -15,6 +17,7 @@ from ..errors import (
     CheckpointNotFoundError,
     CorruptCheckpointError,
     InvalidArgumentError,
+    InvalidWeightsDirError,
     NoModelsFoundError,
     NotASavedModelError,
     SavedModelNotFoundError,
@@ -37,6 +40,7 @@ __all__ = [
     "CheckpointNotFoundError",
     "CorruptCheckpointError",
     "InvalidArgumentError",
+    "InvalidWeightsDirError",
     "ModelSpec",
     "NoModelsFoundError",
     "NotASavedModelError",

@@ -1,11 +1,17 @@
-"""The one place that imports TerraTorch, so a missing install becomes one clear error."""
+"""The one place that imports TerraTorch, so a missing install becomes one clear error and the import
+stays off the network."""
 
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 
 from ..errors import TerraTorchUnavailableError
+
+os.environ.setdefault("LIGHTLY_DID_VERSION_CHECK", "True")
+"""TerraTorch imports torchgeo, which imports lightly, whose import otherwise starts a version check over the
+network in a background thread."""
 
 
 def terratorch_module(name: str) -> ModuleType:

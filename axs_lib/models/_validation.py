@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import difflib
+import inspect
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
@@ -58,3 +60,38 @@ def torch_device(value: torch.device | str | None) -> torch.device:
         return torch.device(value if value is not None else "cpu")
     except (RuntimeError, TypeError) as error:
         raise InvalidArgumentError(f"device {value!r} is not a torch device: {error}") from error
+
+
+def known_keywords(given: Iterable[str], accepted: Iterable[str], callee: str) -> None:
+    """Refuse keyword arguments ``callee`` does not take, naming each and the closest accepted name."""
+    accepted = sorted(set(accepted))
+    unknown = [name for name in given if name not in accepted]
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, accepted, n=1)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise InvalidArgumentError(
+        f"{callee} got unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
+        f"it accepts {', '.join(accepted)}."
+    )
+
+
+def keyword_names(function: Callable[..., object]) -> set[str]:
+    """The parameters of ``function`` that can be passed by name (not ``*args``/``**kwargs``)."""
+    parameters = inspect.signature(function, follow_wrapped=False).parameters.values()
+    return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def accepted_keywords(function: Callable[..., object]) -> set[str] | None:
+    """The keyword names ``function`` accepts, following ``__wrapped__`` through ``**kwargs`` that it passes
+    on; ``None`` when it takes any (and checks them itself)."""
+    names: set[str] = set()
+    while function is not None:
+        names |= keyword_names(function)
+        parameters = inspect.signature(function, follow_wrapped=False).parameters.values()
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return names
+        function = getattr(function, "__wrapped__", None)
+    return None

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointMismatchError
+from ..weights.catalog import FAMILY_DESCRIPTIONS, Family, family_of
 from ..weights.reading import StateDict, read_state_dict
 
 logger = logging.getLogger(__name__)
@@ -49,11 +50,13 @@ class CheckpointPart:
     Attributes:
         path: the file.
         checkpoint_filter: maps the file's state dict onto model keys (TerraTorch's filter for that model).
+        family: the kind of model the file should hold; a file of another kind is named in the error.
         prefix: the model keys this file fills; ``""`` means every key no other part claims.
     """
 
     path: Path
     checkpoint_filter: Callable[[StateDict, nn.Module], StateDict]
+    family: Family
     prefix: str = ""
 
 
@@ -83,17 +86,24 @@ def build_and_load(
     merged: StateDict = {}
     for part in parts:
         raw = read_state_dict(part.path, device, dtype)
-        filtered = part.checkpoint_filter(raw, model)
-        if part.prefix:
-            owned = {key: value for key, value in filtered.items() if key.startswith(part.prefix)}
-        else:
-            owned = {key: value for key, value in filtered.items() if not key.startswith(tuple(claimed))}
-        own_expected = {
-            key: value
-            for key, value in expected.items()
-            if (key.startswith(part.prefix) if part.prefix else not key.startswith(tuple(claimed)))
-        }
-        _check_exact(own_expected, owned, parameter_names, raw, source=part.path, model_name=model_name)
+        try:
+            with _terratorch_logs_silenced():
+                filtered = part.checkpoint_filter(raw, model)
+            if part.prefix:
+                owned = {key: value for key, value in filtered.items() if key.startswith(part.prefix)}
+            else:
+                owned = {key: value for key, value in filtered.items() if not key.startswith(tuple(claimed))}
+            own_expected = {
+                key: value
+                for key, value in expected.items()
+                if (key.startswith(part.prefix) if part.prefix else not key.startswith(tuple(claimed)))
+            }
+            _check_exact(own_expected, owned, parameter_names, raw, source=part.path, model_name=model_name)
+        except CheckpointMismatchError as error:
+            found = family_of(raw)
+            if found is None or found is part.family:
+                raise
+            raise error.looking_like(FAMILY_DESCRIPTIONS[found]) from None
         logger.debug("%s: %d tensors from %s", model_name, len(owned), part.path)
         merged.update(owned)
 
@@ -102,6 +112,19 @@ def build_and_load(
     _restore_trainability(model, expected)
     _retie(model, tied)
     return place(model, device, dtype)
+
+
+@contextmanager
+def _terratorch_logs_silenced() -> Iterator[None]:
+    """TerraTorch's checkpoint filters log a warning per key they fill with random values (on loggers such
+    as ``terramind``, outside ``terratorch``); the exact check after them reports the truth in one error,
+    so warnings and below are dropped while a filter runs."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 def _tied_parameter_names(model: nn.Module) -> list[list[str]]:

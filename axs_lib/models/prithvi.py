@@ -27,6 +27,13 @@ logger = logging.getLogger(__name__)
 LORA_TARGET_MODULES = ("q_linear", "v_linear")
 """Attention projections that receive LoRA adapters, after TerraTorch splits each fused ``qkv``."""
 
+_TERRATORCH_ONLY_ARGUMENTS = frozenset({"padding"})
+"""Backbone arguments TerraTorch's ``EncoderDecoderFactory`` reads and also passes to the builder."""
+
+_SET_BY_THIS_FACTORY = frozenset({"self", "in_chans", "img_size"})
+"""``PrithviViT.__init__`` parameters a caller cannot pass through: ``in_chans`` and ``img_size`` come from this
+factory's ``in_channels``/``bands`` and ``img_size``."""
+
 LOW_VRAM_LORA_RANK = 4
 """``low_vram=True``: LoRA rank 4 (alpha 8, the default alpha/rank of 2), frozen encoder, gradient
 checkpointing, 16-bit weights."""
@@ -162,6 +169,9 @@ def build_prithvi_600(
     ``[B, num_classes, H, W]``. Inputs are padded to whole 14-pixel patches and the logits cropped back, as
     TerraTorch does, so ``img_size`` need not be a multiple of 14.
 
+    The model is returned in eval mode, as transformers' ``from_pretrained`` does: call ``model.train()``
+    before fine-tuning in a plain loop (Lightning does it itself).
+
     Args:
         pretrained: load the local Prithvi checkpoint; ``False`` gives random weights without disk access.
         num_classes: output channels.
@@ -249,7 +259,7 @@ def build_prithvi_600(
         checkpoint_path=None if checkpoint_path is None else str(checkpoint_path),
     )
     segmentation = PrithviSegmentation(model, in_channels=in_channels, num_classes=num_classes, build_recipe=recipe)
-    return place(segmentation, device, dtype)
+    return place(segmentation, device, dtype).eval()
 
 
 def build_prithvi_600_backbone(
@@ -264,7 +274,8 @@ def build_prithvi_600_backbone(
     compile: bool = False,
     **terratorch_kwargs: Any,
 ) -> nn.Module:
-    """The Prithvi EO 2.0 600M ViT encoder, as TerraTorch's ``prithvi_eo_v2_600`` builds it, loaded exactly.
+    """The Prithvi EO 2.0 600M ViT encoder, as TerraTorch's ``prithvi_eo_v2_600`` builds it, loaded exactly,
+    in eval mode.
 
     Args:
         in_channels: see :func:`build_prithvi_600`; ignored when ``bands`` is given.
@@ -277,11 +288,19 @@ def build_prithvi_600_backbone(
             identical blocks share one compiled graph). Compilation happens on the first call and again
             when the input shape changes, and takes seconds to a minute; later calls run the fused kernels.
             Needs a working ``torch.compile`` (Triton on CUDA, a C++ compiler on CPU).
-        terratorch_kwargs: passed to TerraTorch's builder (``num_frames``, ``out_indices``, ...).
+        terratorch_kwargs: TerraTorch's ``PrithviViT`` arguments (``num_frames``, ``drop_path``,
+            ``coords_encoding``, ...), and ``padding``, which TerraTorch's ``EncoderDecoderFactory`` passes along.
+            Any other name is refused with :class:`InvalidArgumentError` (TerraTorch would ignore it).
     """
     spec = KNOWN_MODELS[PRITHVI_600M]
     device, dtype = _validation.torch_device(device), _validation.floating_dtype(dtype)
     prithvi_vit = terratorch_module("models.backbones.prithvi_vit")
+    terratorch_arguments = _validation.keyword_names(prithvi_vit.PrithviViT.__init__) - _SET_BY_THIS_FACTORY
+    _validation.known_keywords(
+        terratorch_kwargs,
+        {*_TERRATORCH_ONLY_ARGUMENTS, *terratorch_arguments, *_validation.keyword_names(build_prithvi_600_backbone)},
+        "build_prithvi_600_backbone",
+    )
     model_bands = list(bands) if bands is not None else _bands_for(in_channels)
     builder = terratorch_module("registry").TERRATORCH_BACKBONE_REGISTRY[spec.builder]
     checkpoint = find_checkpoint(spec, checkpoint_path) if pretrained else None
@@ -312,12 +331,12 @@ def build_prithvi_600_backbone(
             return prithvi_vit.checkpoint_filter_fn_vit(state_dict, model, pretrained_bands, model.model_bands)
 
         logger.info("loading Prithvi encoder from %s", checkpoint.path)
-        parts = [CheckpointPart(checkpoint.path, vit_filter)]
+        parts = [CheckpointPart(checkpoint.path, vit_filter, spec.family)]
         model = build_and_load(build, parts, model_name=f"{spec.name} encoder", device=device, dtype=dtype)
     if compile:
         for block in model.blocks:
             block.compile()  # lazily: compiled on the first call, after LoRA or checkpointing may wrap the block
-    return model
+    return model.eval()
 
 
 def _recomputed_in_backward(forward: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:

@@ -16,18 +16,32 @@ from torch import nn
 
 from ..weights.catalog import KNOWN_MODELS
 from ..weights.discovery import CheckpointFile, find_all
-from ..errors import AxsModelError, BackboneBuildError
+from ..errors import AxsModelError, BackboneBuildError, TerraTorchUnavailableError
+from . import _validation
+from ._terratorch import registry
 from .prithvi import build_prithvi_600, build_prithvi_600_backbone
 from .terramind import build_terramind_backbone, build_terramind_generator
 
 logger = logging.getLogger(__name__)
 
 
+def _passes_kwargs_to(factory: Callable[..., nn.Module]) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Mark a wrapper whose ``**kwargs`` go to ``factory``, so that unknown names are refused up front."""
+
+    def mark(wrapper: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        wrapper.__wrapped__ = factory
+        return wrapper
+
+    return mark
+
+
+@_passes_kwargs_to(build_terramind_backbone)
 def _terramind_backbone(freeze: bool = False, **kwargs: Any) -> nn.Module:
     """:func:`build_terramind_backbone`, trainable by default as a TerraTorch backbone to fine-tune."""
     return build_terramind_backbone(freeze=freeze, **kwargs)
 
 
+@_passes_kwargs_to(build_terramind_generator)
 def _terramind_generator(modalities: Sequence[str] | None = None, **kwargs: Any) -> nn.Module:
     """:func:`build_terramind_generator`, also accepting TerraTorch's ``modalities`` for the inputs."""
     if modalities is not None:
@@ -101,11 +115,14 @@ class RegistrationReport:
 
 def _wrapper_class(entry: RegisteredName) -> type:
     factory = entry.factory
+    accepted = _validation.accepted_keywords(factory)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> nn.Module:
         if "ckpt_path" in kwargs:  # TerraTorch's name for it
             ckpt_path = kwargs.pop("ckpt_path")
             kwargs["checkpoint_path"] = kwargs.get("checkpoint_path") or ckpt_path
+        if accepted is not None:
+            _validation.known_keywords(kwargs, accepted, entry.name)
         try:
             return factory(*args, **kwargs)
         except AxsModelError:
@@ -129,12 +146,15 @@ def register_all_models() -> RegistrationReport:
     """
     report = RegistrationReport()
     try:
-        from terratorch.registry import TERRATORCH_BACKBONE_REGISTRY, TERRATORCH_FULL_MODEL_REGISTRY
-    except ImportError as error:
-        report.error = f"TerraTorch unavailable: {error}"
+        terratorch_registry = registry()
+    except TerraTorchUnavailableError as error:
+        report.error = f"TerraTorch unavailable: {error.__cause__}"
         logger.debug("not registering models: %s", report.error)
         return report
-    registries = {"backbone": TERRATORCH_BACKBONE_REGISTRY, "full_model": TERRATORCH_FULL_MODEL_REGISTRY}
+    registries = {
+        "backbone": terratorch_registry.TERRATORCH_BACKBONE_REGISTRY,
+        "full_model": terratorch_registry.TERRATORCH_FULL_MODEL_REGISTRY,
+    }
     for entry in REGISTERED_NAMES:
         registries[entry.registry].register(_wrapper_class(entry))
         report.registered.append(entry)

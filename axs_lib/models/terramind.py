@@ -83,15 +83,32 @@ class TerraMindGenerator(nn.Module):
                 raise InvalidArgumentError(
                     f"unexpected input modality {name!r}; this generator was built for {', '.join(self.input_modalities)}"
                 )
-            channels = TERRAMIND_MODALITIES[name].channels
+            check_image(name, tensor)
             shape = list(tensor.shape)
-            if tensor.ndim != 4 or (channels and shape[1] != channels):
-                raise InvalidArgumentError(f"{name} must have shape [B, {channels or 'C'}, H, W], got {shape}")
             if shape[-1] % PATCH_SIZE or shape[-2] % PATCH_SIZE:
                 raise InvalidArgumentError(
                     f"{name} is {shape[-2]}x{shape[-1]} pixels; TerraMind needs multiples of {PATCH_SIZE} "
                     "(tile or crop the scene, e.g. to 224x224)"
                 )
+
+
+def check_image(name: str, image: torch.Tensor) -> None:
+    """``image`` is ``[B, C, H, W]`` with the bands TerraMind was pretrained on for modality ``name``."""
+    bands = TERRAMIND_MODALITIES[name].bands
+    shape = list(image.shape)
+    if image.ndim != 4 or (bands and shape[1] != len(bands)):
+        expected = f"{len(bands)} bands ({', '.join(bands)}, in this order)" if bands else "its channels"
+        raise InvalidArgumentError(f"{name} must have shape [B, {len(bands) or 'C'}, H, W] with {expected}; got {shape}")
+
+
+def _check_backbone_inputs(backbone: nn.Module, args: tuple, kwargs: dict) -> None:
+    """Forward pre-hook: refuse images with the wrong bands before TerraTorch fails on a matrix product."""
+    images = args[0] if args else None
+    named = dict(images) if isinstance(images, Mapping) else {} if images is None else {backbone.modalities[0]: images}
+    named.update(kwargs)
+    for name, image in named.items():
+        if name in TERRAMIND_MODALITIES and isinstance(image, torch.Tensor):
+            check_image(name, image)
 
 
 def build_terramind_generator(
@@ -168,8 +185,11 @@ def build_terramind_generator(
         return model
 
     generate_filter = register.checkpoint_filter_fn_generate
-    parts = [CheckpointPart(checkpoint.path, generate_filter)]
-    parts += [CheckpointPart(file.path, _prefixed(f"tokenizer.{key}."), f"tokenizer.{key}.") for key, file in tokenizers.items()]
+    parts = [CheckpointPart(checkpoint.path, generate_filter, spec.family)]
+    parts += [
+        CheckpointPart(file.path, _prefixed(f"tokenizer.{key}."), file.spec.family, f"tokenizer.{key}.")
+        for key, file in tokenizers.items()
+    ]
     logger.info("loading TerraMind generator from %s (+ %d tokenizers)", checkpoint.path, len(tokenizers))
     model = build_and_load(build_with_tokenizers, parts, model_name=f"{spec.name} generator", device=device, dtype=dtype)
     return TerraMindGenerator(model, inputs, outputs).eval()
@@ -186,12 +206,14 @@ def build_terramind_backbone(
     """TerraMind 1.0 Large encoder for feature extraction.
 
     The model is called with ``{"S1GRD": tensor[B, 2, H, W], ...}`` and returns a list with one
-    ``[B, tokens, 1024]`` tensor per encoder layer (TerraTorch's backbone interface).
+    ``[B, tokens, 1024]`` tensor per encoder layer (TerraTorch's backbone interface). An image with other
+    bands than the modality's pretrained ones raises :class:`InvalidArgumentError` naming them.
 
     Args:
         modalities: raw image modalities among ``BACKBONE_MODALITIES``.
         pretrained: load the local TerraMind checkpoint; ``False`` gives random weights.
-        freeze: no parameter requires grad and the model is in eval mode.
+        freeze: no parameter requires grad. Either way the model is returned in eval mode; call
+            ``model.train()`` to fine-tune it in a plain loop (Lightning does it itself).
         checkpoint_path: TerraMind's file or folder, instead of searching the default locations.
         device: where the weights are loaded (default CPU).
         dtype: ``torch.float32`` (default: as stored), ``torch.float16``, ``torch.bfloat16`` or a name such
@@ -211,7 +233,7 @@ def build_terramind_backbone(
         logger.info("loading TerraMind backbone from %s", checkpoint.path)
         model = build_and_load(
             lambda: build(builder_name(spec, checkpoint.path)),
-            [CheckpointPart(checkpoint.path, vit_filter)],
+            [CheckpointPart(checkpoint.path, vit_filter, spec.family)],
             model_name=f"{spec.name} backbone",
             device=device,
             dtype=dtype,
@@ -219,9 +241,10 @@ def build_terramind_backbone(
     else:
         with device:
             model = place(build(spec.builder), device, dtype)
+    model.register_forward_pre_hook(_check_backbone_inputs, with_kwargs=True)
     if freeze:
-        model.requires_grad_(False).eval()
-    return model
+        model.requires_grad_(False)
+    return model.eval()
 
 
 def _checked_timesteps(timesteps: object) -> int:

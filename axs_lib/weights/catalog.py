@@ -5,6 +5,7 @@ This module is data only. Nothing here touches the disk, the network or TerraTor
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -15,6 +16,27 @@ class Family(str, Enum):
     TERRAMIND = "terramind"
     TERRAMIND_TOKENIZER = "terramind_tokenizer"
     PRITHVI = "prithvi"
+
+
+FAMILY_SIGNATURES: dict[Family, str] = {
+    Family.TERRAMIND: "encoder_embeddings.",
+    Family.TERRAMIND_TOKENIZER: "quant_proj.",
+    Family.PRITHVI: "encoder.patch_embed.",
+}
+"""A key prefix that every published file of the family has, and no other family's file."""
+
+FAMILY_DESCRIPTIONS: dict[Family, str] = {
+    Family.TERRAMIND: "a TerraMind 1.0 checkpoint (TerraMind-1.0-large)",
+    Family.TERRAMIND_TOKENIZER: "a TerraMind 1.0 tokenizer checkpoint (TerraMind-1.0-Tokenizer-*)",
+    Family.PRITHVI: "a Prithvi EO 2.0 checkpoint (Prithvi-EO-2.0-600M)",
+}
+
+
+def family_of(keys: Iterable[str]) -> Family | None:
+    """The family whose published files hold keys like ``keys``, or ``None`` when none does."""
+    keys = list(keys)
+    matches = [family for family, prefix in FAMILY_SIGNATURES.items() if any(key.startswith(prefix) for key in keys)]
+    return matches[0] if len(matches) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -44,7 +66,7 @@ class ModelSpec:
 
 
 CONVERTED_FILENAME = "model.safetensors"
-"""Name of the safetensors file that ``axs_lib/setup.py`` writes beside a downloaded ``.pt``."""
+"""Name of the safetensors file that ``axs-setup`` writes beside a downloaded ``.pt``."""
 
 CONFIG_FILENAME = "config.json"
 """Optional architecture description beside a checkpoint (see ``axs_lib.models.architecture``)."""
@@ -96,32 +118,39 @@ class TerraMindModality:
 
     Attributes:
         name: the name callers use (``"S1GRD"``).
-        channels: bands of the raw image, or ``None`` for modalities that exist only as tokens.
+        bands: band names of the raw image, in input order; empty for modalities that exist only as tokens.
         tokenizer: catalog name of its tokenizer, or ``None`` when TerraMind cannot generate it.
         token_key: TerraTorch's name for its tokenized form (``"tok_sen1grd@224"``), if it has one.
     """
 
     name: str
-    channels: int | None
+    bands: tuple[str, ...]
     tokenizer: str | None
     token_key: str | None = None
+
+    @property
+    def channels(self) -> int | None:
+        return len(self.bands) or None
 
     @property
     def generatable(self) -> bool:
         return self.tokenizer is not None
 
 
+_S2_BANDS = ("COASTAL_AEROSOL", "BLUE", "GREEN", "RED", "RED_EDGE_1", "RED_EDGE_2", "RED_EDGE_3", "NIR_BROAD",
+             "NIR_NARROW", "WATER_VAPOR")
+
 TERRAMIND_MODALITIES: dict[str, TerraMindModality] = {
     modality.name: modality
     for modality in (
-        TerraMindModality("S2L2A", 12, "TerraMind-1.0-Tokenizer-S2L2A", "tok_sen2l2a@224"),
-        TerraMindModality("S2L1C", 13, None),
-        TerraMindModality("S1GRD", 2, "TerraMind-1.0-Tokenizer-S1GRD", "tok_sen1grd@224"),
-        TerraMindModality("S1RTC", 2, "TerraMind-1.0-Tokenizer-S1RTC", "tok_sen1rtc@224"),
-        TerraMindModality("RGB", 3, None),
-        TerraMindModality("DEM", 1, "TerraMind-1.0-Tokenizer-DEM", "tok_dem@224"),
-        TerraMindModality("LULC", None, "TerraMind-1.0-Tokenizer-LULC", "tok_lulc@224"),
-        TerraMindModality("NDVI", None, "TerraMind-1.0-Tokenizer-NDVI", "tok_ndvi@224"),
+        TerraMindModality("S2L2A", (*_S2_BANDS, "SWIR_1", "SWIR_2"), "TerraMind-1.0-Tokenizer-S2L2A", "tok_sen2l2a@224"),
+        TerraMindModality("S2L1C", (*_S2_BANDS, "CIRRUS", "SWIR_1", "SWIR_2"), None),
+        TerraMindModality("S1GRD", ("VV", "VH"), "TerraMind-1.0-Tokenizer-S1GRD", "tok_sen1grd@224"),
+        TerraMindModality("S1RTC", ("VV", "VH"), "TerraMind-1.0-Tokenizer-S1RTC", "tok_sen1rtc@224"),
+        TerraMindModality("RGB", ("RED", "GREEN", "BLUE"), None),
+        TerraMindModality("DEM", ("DEM",), "TerraMind-1.0-Tokenizer-DEM", "tok_dem@224"),
+        TerraMindModality("LULC", (), "TerraMind-1.0-Tokenizer-LULC", "tok_lulc@224"),
+        TerraMindModality("NDVI", (), "TerraMind-1.0-Tokenizer-NDVI", "tok_ndvi@224"),
     )
 }
 

@@ -6,7 +6,8 @@ in the plain layout (``<root>/<model name>/<file>``) or a hub snapshot
 (``<root>/models--<org>--<name>/snapshots/<revision>/<file>``).
 
 In a model folder the preferred file is a current ``model.safetensors`` conversion, then
-``<published stem>.safetensors``, then the published ``.pt``.
+``<published stem>.safetensors``, then the published ``.pt``. A damaged ``model.safetensors`` is an error
+(:class:`~axs_lib.errors.CorruptCheckpointError`), never skipped in silence.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub.file_download import repo_folder_name
 
 from .catalog import CONVERTED_FILENAME, KNOWN_MODELS, ModelSpec
-from .conversion import converted_from, is_current
-from ..errors import CheckpointNotFoundError
+from .provenance import converted_from, is_current
+from ..errors import CheckpointNotFoundError, InvalidWeightsDirError
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,10 @@ def search_roots() -> list[tuple[str, Path]]:
     """The weights folders searched when no ``checkpoint_path`` is given, in order, labelled."""
     roots = []
     if os.environ.get(WEIGHTS_DIR_ENV):
-        roots.append((WEIGHTS_DIR_ENV, Path(os.environ[WEIGHTS_DIR_ENV]).expanduser()))
+        weights_dir = Path(os.environ[WEIGHTS_DIR_ENV]).expanduser()
+        if weights_dir.exists() and not weights_dir.is_dir():
+            raise InvalidWeightsDirError(weights_dir)
+        roots.append((WEIGHTS_DIR_ENV, weights_dir))
     roots.append(("weights/hf", PROJECT_WEIGHTS_DIR))
     roots.append(("HF cache", Path(os.environ.get("HF_HUB_CACHE") or hf_constants.HF_HUB_CACHE).expanduser()))
     return roots

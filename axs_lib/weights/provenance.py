@@ -1,0 +1,89 @@
+"""Which ``.pt`` file a ``model.safetensors`` conversion was made from, and whether it is still current.
+
+A conversion records its source file (name, size, mtime, SHA-256) in the safetensors header metadata.
+The header is read as plain JSON (8-byte length, then the header), so telling a current conversion from a
+stale or damaged one needs neither torch nor the tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import struct
+from pathlib import Path
+
+from ..errors import CorruptCheckpointError
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "axs_source_file"
+SIZE = "axs_source_size"
+MTIME = "axs_source_mtime_ns"
+SHA256 = "axs_source_sha256"
+
+_MAX_HEADER_BYTES = 100 << 20
+
+
+def sha256_of(path: Path, chunk_size: int = 16 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def safetensors_metadata(path: Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file, after checking that the file holds every tensor it lists.
+
+    Raises:
+        CorruptCheckpointError: the header is unreadable, or the file is shorter than the header says
+            (a truncated download or copy).
+    """
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as handle:
+            (header_length,) = struct.unpack("<Q", handle.read(8))
+            if header_length > min(_MAX_HEADER_BYTES, size - 8):
+                raise ValueError(f"header of {header_length} bytes in a file of {size} bytes")
+            header = json.loads(handle.read(header_length))
+        data_end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+    except (struct.error, ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError) as error:
+        raise CorruptCheckpointError(path, f"not a readable safetensors file ({error})") from error
+    if 8 + header_length + data_end > size:
+        raise CorruptCheckpointError(
+            path, f"truncated: its header lists {8 + header_length + data_end} bytes, the file has {size}"
+        )
+    return header.get("__metadata__") or {}
+
+
+def conversion_record(converted: Path) -> dict[str, str]:
+    """The source record stored in a converted file's header; empty when it has none.
+
+    Raises:
+        CorruptCheckpointError: the file is damaged (see :func:`safetensors_metadata`).
+    """
+    return {key: value for key, value in safetensors_metadata(converted).items() if key.startswith("axs_source")}
+
+
+def converted_from(converted: Path) -> str | None:
+    """The file name a converted file was made from, or ``None`` when it carries no record."""
+    return conversion_record(converted).get(SOURCE)
+
+
+def is_current(converted: Path, source: Path) -> bool:
+    """Whether ``converted`` holds the same weights as ``source``.
+
+    Same size and modification time as recorded means current without reading ``source``; a file whose
+    modification time changed (a copy) is compared by SHA-256.
+    """
+    record = conversion_record(converted)
+    if record.get(SOURCE) != source.name:
+        return False
+    stat = source.stat()
+    if record.get(SIZE) != str(stat.st_size):
+        return False
+    if record.get(MTIME) == str(stat.st_mtime_ns):
+        return True
+    logger.info("checking %s against its conversion by SHA-256 (its modification time changed)", source)
+    return record.get(SHA256) == sha256_of(source)
