@@ -104,3 +104,20 @@ def test_a_run_without_the_base_weights_says_where_it_looked(trained_run, tmp_pa
     copied = Path(shutil.copy(checkpoint, tmp_path / "run.ckpt"))
     with pytest.raises(CheckpointNotFoundError, match="Prithvi-EO-2.0-600M"):
         PrithviSegmentation.from_pretrained(copied)
+
+
+def test_frozen_weights_that_differ_from_the_base_are_saved_not_referred_to(trained_run, weights, tmp_path):
+    _, _, checkpoint = trained_run
+    run = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    key = next(key for key in run["state_dict"] if key.endswith("blocks.0.mlp.fc1.weight"))
+    run["state_dict"][key] = run["state_dict"][key] + 1
+    edited = tmp_path / "edited.ckpt"
+    torch.save(run, edited)
+    model = PrithviSegmentation.from_pretrained(edited)
+    folder = model.save_pretrained(tmp_path / "m")
+    assert json.loads((folder / "config.json").read_text())["base_model"]["frozen_weights_from_base"] is False
+    reloaded = PrithviSegmentation.from_pretrained(folder)
+    images = torch.randn(1, 6, TILE, TILE)
+    with torch.no_grad():
+        assert torch.equal(reloaded(images), model(images))
+    assert torch.equal(reloaded.state_dict()[key], run["state_dict"][key])
