@@ -113,3 +113,11 @@ class TerraTorchUnavailableError(AxsModelError, ImportError):
             f"TerraTorch is required to build models but could not be imported ({type(cause).__name__}: {cause}). "
             "Install it with:  pip install terratorch"
         )
+
+
+class InvalidSceneError(AxsModelError, ValueError):
+    """A scene, its tiling or its output cannot be used as asked (wrong bands, no CRS, bad tile or overlap)."""
+
+
+class OutputExistsError(AxsModelError, FileExistsError):
+    """The output of a scene run exists already, or a partial output of a different run is in the way."""
