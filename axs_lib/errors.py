@@ -121,3 +121,40 @@ class InvalidSceneError(AxsModelError, ValueError):
 
 class OutputExistsError(AxsModelError, FileExistsError):
     """The output of a scene run exists already, or a partial output of a different run is in the way."""
+
+
+class NotASavedModelError(AxsModelError, ValueError):
+    """A path given to ``from_pretrained`` is neither a folder written by ``save_pretrained`` nor a Lightning checkpoint."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path = path
+        super().__init__(
+            f"{path} is not a saved axs_lib model: {reason}\n"
+            "PrithviSegmentation.from_pretrained reads a folder written by PrithviSegmentation.save_pretrained "
+            "(config.json with model_type 'axs_prithvi_segmentation') or a TerraTorch Lightning checkpoint (.ckpt) "
+            "of a segmentation task whose backbone is an axs_* model. For the published foundation weights use "
+            "build_prithvi_600(checkpoint_path=...) or build_terramind_*(checkpoint_path=...)."
+        )
+
+
+class BaseModelMismatchError(AxsModelError, ValueError):
+    """The base weights found for a saved fine-tuned model are not the ones it was trained from."""
+
+    def __init__(self, folder: Path, base: Path, expected: str, found: str):
+        self.folder, self.base, self.expected, self.found = folder, base, expected, found
+        super().__init__(
+            f"{folder} was fine-tuned from base weights with fingerprint {expected}, but the base found at {base} "
+            f"has fingerprint {found}. Loading it would give a different model. Pass checkpoint_path=<the original "
+            "base weights>, or save the model with include_base=True to make the folder self-contained."
+        )
+
+
+class SavedModelNotFoundError(AxsModelError, FileNotFoundError):
+    """``from_pretrained`` was given a path that does not exist."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        super().__init__(
+            f"{path} does not exist. Pass a folder written by PrithviSegmentation.save_pretrained "
+            "or a TerraTorch Lightning checkpoint (.ckpt)."
+        )

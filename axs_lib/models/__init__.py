@@ -1,6 +1,7 @@
 """axs_lib.models: TerraMind and Prithvi foundation models from local checkpoints, exactly loaded.
 
-Importing this package registers the models in TerraTorch's registries (see :func:`register_all_models`).
+Importing this package registers the models in TerraTorch's registries (see :func:`register_all_models`),
+and the folders ``PrithviSegmentation.save_pretrained`` writes with transformers' ``AutoConfig``/``AutoModel``.
 """
 
 from ..weights.catalog import KNOWN_MODELS, ModelSpec
@@ -9,23 +10,28 @@ from ..weights.discovery import CheckpointFile, find_all, find_checkpoint
 from ..errors import (
     AxsModelError,
     BackboneBuildError,
+    BaseModelMismatchError,
     CheckpointMismatchError,
     CheckpointNotFoundError,
     CorruptCheckpointError,
     InvalidArgumentError,
     NoModelsFoundError,
+    NotASavedModelError,
+    SavedModelNotFoundError,
     TerraTorchUnavailableError,
     WrongModuleImportError,
 )
 from .prithvi import PrithviSegmentation, build_prithvi_600, build_prithvi_600_backbone
 from .registration import REGISTERED_NAMES, RegistrationReport, register_all_models
 from .terramind import build_terramind_backbone, build_terramind_generator
+from .auto import register_auto_classes
 
 __all__ = [
     "KNOWN_MODELS",
     "REGISTERED_NAMES",
     "AxsModelError",
     "BackboneBuildError",
+    "BaseModelMismatchError",
     "CheckpointFile",
     "CheckpointMismatchError",
     "CheckpointNotFoundError",
@@ -33,8 +39,10 @@ __all__ = [
     "InvalidArgumentError",
     "ModelSpec",
     "NoModelsFoundError",
+    "NotASavedModelError",
     "PrithviSegmentation",
     "RegistrationReport",
+    "SavedModelNotFoundError",
     "TerraTorchUnavailableError",
     "WrongModuleImportError",
     "build_prithvi_600",
@@ -48,3 +56,4 @@ __all__ = [
 ]
 
 register_all_models()
+register_auto_classes()

@@ -6,6 +6,8 @@ import logging
 import math
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,26 +32,55 @@ LOW_VRAM_LORA_RANK = 4
 checkpointing, 16-bit weights."""
 
 
+class SegmentationLogits(torch.Tensor):
+    """Logits ``[B, num_classes, H, W]``: a plain tensor that also reads as TerraTorch's ``ModelOutput``.
+
+    ``logits.output`` is the same tensor and ``logits.auxiliary_heads`` is empty, so TerraTorch's
+    ``SemanticSegmentationTask(model=...)`` and its loss handler accept it. Any operation on it returns an
+    ordinary ``torch.Tensor``; gradients flow through it as through the logits.
+    """
+
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    @property
+    def output(self) -> torch.Tensor:
+        return self.as_subclass(torch.Tensor)
+
+    @property
+    def auxiliary_heads(self) -> dict[str, torch.Tensor]:
+        return {}
+
+
 class PrithviSegmentation(nn.Module):
     """TerraTorch's pixel-wise segmentation model, returning logits ``[B, num_classes, H, W]``.
 
     Attributes:
-        model: the TerraTorch ``PixelWiseModel`` (encoder, necks, UperNet decoder, head).
+        model: the TerraTorch ``PixelWiseModel`` (encoder, necks, decoder, head).
         in_channels: bands the input must have.
+        num_classes: output channels.
+        patch_size: the encoder's patch size in pixels (14).
+        build_recipe: how the model was built (factory name and arguments), so that
+            :meth:`save_pretrained` can record it and :meth:`from_pretrained` build it again.
     """
 
-    def __init__(self, model: nn.Module, in_channels: int, num_classes: int):
+    def __init__(self, model: nn.Module, in_channels: int, num_classes: int, build_recipe: BuildRecipe | None = None):
         super().__init__()
         self.model = model
         self.in_channels = in_channels
         self.num_classes = num_classes
+        self.patch_size = _patch_size_of(model)
+        self.build_recipe = build_recipe
 
     @property
     def head_dtype(self) -> torch.dtype:
         return next(self.model.head.parameters()).dtype
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits for ``images`` ``[B, in_channels, H, W]``, computed in the model's dtype."""
+    def forward(self, images: torch.Tensor) -> SegmentationLogits:
+        """Logits for ``images`` ``[B, in_channels, H, W]``, computed in the model's dtype.
+
+        The result is a ``torch.Tensor`` that TerraTorch's tasks can also read as a ``ModelOutput``
+        (see :class:`SegmentationLogits`).
+        """
         if images.ndim != 4 or images.shape[1] != self.in_channels:
             raise InvalidArgumentError(
                 f"expected images of shape [B, {self.in_channels}, H, W], got {list(images.shape)}; "
@@ -57,7 +88,56 @@ class PrithviSegmentation(nn.Module):
                 "to use other bands."
             )
         logits = self.model(images.to(self.head_dtype)).output
-        return logits.unsqueeze(1) if logits.ndim == 3 else logits
+        logits = logits.unsqueeze(1) if logits.ndim == 3 else logits
+        return logits.as_subclass(SegmentationLogits)
+
+    def save_pretrained(self, folder: str | os.PathLike, include_base: bool = False) -> Path:
+        """Write the model to ``folder`` in Hugging Face conventions; see :func:`axs_lib.models.pretrained.save_pretrained`."""
+        from .pretrained import save_pretrained
+
+        return save_pretrained(self, folder, include_base=include_base)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        checkpoint_path: str | os.PathLike | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | str | None = None,
+    ) -> PrithviSegmentation:
+        """A model saved by :meth:`save_pretrained`, or trained by TerraTorch (a Lightning ``.ckpt``), in eval mode.
+
+        ``checkpoint_path`` points at the base Prithvi weights when they are not in the usual places; see
+        :func:`axs_lib.models.pretrained.from_pretrained`.
+        """
+        from .pretrained import from_pretrained
+
+        return from_pretrained(path, checkpoint_path=checkpoint_path, device=device, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class BuildRecipe:
+    """How a :class:`PrithviSegmentation` was built.
+
+    Attributes:
+        factory: ``"build_prithvi_600"`` or ``"EncoderDecoderFactory"`` (TerraTorch's, from a Lightning run).
+        arguments: the factory's keyword arguments (JSON values), without the weights' location.
+        pretrained: whether the encoder started from the Prithvi base weights.
+        checkpoint_path: where the base weights were taken from, if the caller named a place.
+        encoder_is_base: whether the encoder's frozen weights are the base's own (``False`` for a Lightning
+            checkpoint whose frozen weights differ from the base found); ``save_pretrained`` then copies them.
+    """
+
+    factory: str
+    arguments: dict[str, Any]
+    pretrained: bool = True
+    checkpoint_path: str | None = None
+    encoder_is_base: bool = True
+
+
+def _patch_size_of(model: nn.Module) -> int:
+    projection = next(module for name, module in model.named_modules() if name.endswith("patch_embed.proj"))
+    return int(projection.kernel_size[-1])
 
 
 def build_prithvi_600(
@@ -159,7 +239,17 @@ def build_prithvi_600(
         num_classes=num_classes,
         peft_config=peft_config,
     )
-    return place(PrithviSegmentation(model, in_channels=in_channels, num_classes=num_classes), device, dtype)
+    recipe = BuildRecipe(
+        factory="build_prithvi_600",
+        arguments={
+            "num_classes": num_classes, "img_size": img_size, "in_channels": in_channels, "use_lora": use_lora,
+            "lora_r": lora_r, "lora_alpha": lora_alpha, "freeze_encoder": freeze_encoder,
+        },
+        pretrained=pretrained,
+        checkpoint_path=None if checkpoint_path is None else str(checkpoint_path),
+    )
+    segmentation = PrithviSegmentation(model, in_channels=in_channels, num_classes=num_classes, build_recipe=recipe)
+    return place(segmentation, device, dtype)
 
 
 def build_prithvi_600_backbone(

@@ -1,0 +1,435 @@
+"""A fine-tuned Prithvi segmentation model as a Hugging Face style folder, written atomically and read back exactly.
+
+The folder::
+
+    config.json                 model_type "axs_prithvi_segmentation", format_version, how to build the model
+                                (factory and arguments), and the base weights it refers to (name, fingerprint)
+    model.safetensors           what fine-tuning changed: necks, decoder, head, the patch embedding, and every
+                                encoder weight that was trainable (the whole encoder when it was trained)
+    adapter_config.json         PEFT's own files, when the encoder has LoRA adapters
+    adapter_model.safetensors
+    base/                       only with ``include_base=True``: the base encoder weights, so that the folder is
+                                self-contained
+
+Frozen encoder weights are not copied: loading finds the base model by the usual search order (or
+``checkpoint_path``) and checks that its fingerprint is the one recorded at save time. Frozen weights are
+taken to be the base's own; a model whose frozen weights were edited by hand must be saved with its
+encoder unfrozen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .. import __version__
+from ..errors import (
+    BaseModelMismatchError,
+    CheckpointMismatchError,
+    CorruptCheckpointError,
+    InvalidArgumentError,
+    NotASavedModelError,
+    SavedModelNotFoundError,
+)
+from ..weights.catalog import CONFIG_FILENAME, KNOWN_MODELS, PRITHVI_600M
+from ..weights.discovery import find_checkpoint
+from ..weights.reading import StateDict, read_state_dict
+from . import _validation
+from ._terratorch import terratorch_module
+from .loading import place
+from .prithvi import BuildRecipe, PrithviSegmentation, build_prithvi_600
+
+logger = logging.getLogger(__name__)
+
+MODEL_TYPE = "axs_prithvi_segmentation"
+"""``model_type`` in ``config.json``; also the name registered with transformers' ``AutoConfig``."""
+
+FORMAT_VERSION = 1
+WEIGHTS_FILENAME = "model.safetensors"
+ADAPTER_WEIGHTS_FILENAME = "adapter_model.safetensors"
+BASE_FOLDER = "base"
+ENCODER_PREFIX = "model.encoder."
+PRITHVI_BACKBONES = ("axs_prithvi_eo_v2_600",)
+"""TerraTorch backbone names (registered by this library) a TerraTorch-built model may use."""
+
+_FINGERPRINT_ROWS = 8
+_FINGERPRINT_VALUES_PER_ROW = 64
+
+
+def save_pretrained(model: PrithviSegmentation, folder: str | os.PathLike, include_base: bool = False) -> Path:
+    """Write ``model`` to ``folder`` (see the module docstring for the layout) and return the folder.
+
+    The folder is written under a temporary name and renamed into place, so it is either complete or
+    absent; an earlier save in the same folder is replaced. A folder that holds anything else is refused.
+
+    Args:
+        include_base: also copy the base encoder weights into ``folder/base``, so that loading needs no
+            other file. Without it the folder is small and refers to the base model by name and fingerprint.
+    """
+    if not isinstance(model, PrithviSegmentation) or model.build_recipe is None:
+        raise InvalidArgumentError(
+            "save_pretrained needs a PrithviSegmentation made by build_prithvi_600 or from_pretrained "
+            f"(it records how to rebuild the model); got {type(model).__name__}"
+        )
+    folder = Path(folder).expanduser()
+    _check_replaceable(folder)
+    recipe = model.build_recipe
+    base_file = find_checkpoint(KNOWN_MODELS[PRITHVI_600M], recipe.checkpoint_path) if recipe.pretrained else None
+    trainable = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+    from_base = base_file is not None and recipe.encoder_is_base
+
+    def kept(key: str) -> bool:
+        if _is_adapter_key(key):
+            return False
+        if not from_base or not key.startswith(ENCODER_PREFIX):
+            return True
+        return key in trainable or ".patch_embed." in key
+
+    weights = {key: value for key, value in model.state_dict().items() if kept(key)}
+    config = {
+        "model_type": MODEL_TYPE,
+        "format_version": FORMAT_VERSION,
+        "architectures": [PrithviSegmentation.__name__],
+        "axs_lib_version": __version__,
+        "in_channels": model.in_channels,
+        "num_classes": model.num_classes,
+        "patch_size": model.patch_size,
+        "dtype": str(model.head_dtype).removeprefix("torch."),
+        "build": {"factory": recipe.factory, "arguments": _json_ready(recipe.arguments, "build arguments")},
+        "base_model": None,
+    }
+    if base_file is not None:
+        spec = KNOWN_MODELS[PRITHVI_600M]
+        config["base_model"] = {
+            "name": spec.name,
+            "repo_id": spec.repo_id,
+            "fingerprint": base_fingerprint(base_file.path),
+            "frozen_weights_from_base": from_base,
+            "included": include_base,
+        }
+
+    def write(target: Path) -> None:
+        save_file(_unshared(weights), target / WEIGHTS_FILENAME, metadata={"format": "pt"})
+        encoder = model.model.encoder
+        if _is_peft_model(encoder):
+            encoder.save_pretrained(str(target))
+        if base_file is not None and include_base:
+            _write_base_copy(base_file.path, target / BASE_FOLDER)
+        (target / CONFIG_FILENAME).write_text(json.dumps(config, indent=2) + "\n")
+
+    _write_atomically(folder, write)
+    logger.info("saved %s (%d tensors, base %s)", folder, len(weights), "included" if include_base else "referred to")
+    return folder
+
+
+def from_pretrained(
+    path: str | os.PathLike,
+    checkpoint_path: str | os.PathLike | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
+) -> PrithviSegmentation:
+    """Rebuild a model from a folder written by :func:`save_pretrained` or a TerraTorch Lightning ``.ckpt``.
+
+    Every weight must be found (strict keys and shapes) and the model is returned in eval mode.
+
+    Args:
+        path: the saved folder, or the Lightning checkpoint file.
+        checkpoint_path: the base Prithvi weights (file or folder), instead of searching the usual places.
+        device: where the model is placed (default CPU).
+        dtype: the weights' dtype (default: as saved).
+
+    Raises:
+        SavedModelNotFoundError: ``path`` does not exist.
+        NotASavedModelError: ``path`` is neither such a folder nor such a checkpoint.
+        BaseModelMismatchError: the base weights found are not the ones the model was fine-tuned from.
+        CheckpointMismatchError: a saved file lacks a weight the model needs, or has one it does not.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise SavedModelNotFoundError(path)
+    device, dtype = _validation.torch_device(device), _validation.floating_dtype(dtype)
+    if path.is_file():
+        from .lightning_checkpoint import load_lightning_checkpoint
+
+        model = load_lightning_checkpoint(path, checkpoint_path=checkpoint_path, device=device, dtype=dtype)
+    else:
+        model = _load_folder(path, checkpoint_path, device, dtype)
+    return model.eval()
+
+
+def build_from_recipe(
+    factory: str,
+    arguments: dict[str, Any],
+    *,
+    pretrained: bool,
+    checkpoint_path: str | os.PathLike | None,
+    device: torch.device,
+    dtype: torch.dtype | None,
+) -> PrithviSegmentation:
+    """Build the model a recipe describes, its encoder loaded from the base weights when ``pretrained``."""
+    if factory == "build_prithvi_600":
+        return build_prithvi_600(
+            pretrained=pretrained, checkpoint_path=checkpoint_path, device=device, dtype=dtype, **arguments
+        )
+    if factory != "EncoderDecoderFactory":
+        raise InvalidArgumentError(f"unknown build factory {factory!r}; expected build_prithvi_600 or EncoderDecoderFactory")
+    backbone = arguments.get("backbone")
+    if backbone not in PRITHVI_BACKBONES:
+        raise InvalidArgumentError(
+            f"the model's backbone is {backbone!r}; only {', '.join(PRITHVI_BACKBONES)} models can be loaded here"
+        )
+    model_args = {**arguments, "backbone_pretrained": pretrained}
+    if checkpoint_path is not None:
+        model_args["backbone_ckpt_path"] = str(checkpoint_path)
+    encoder_decoder = terratorch_module("models.encoder_decoder_factory").EncoderDecoderFactory()
+    pixel_model = encoder_decoder.build_model(task="segmentation", **model_args)
+    patch_embedding = next(
+        module for name, module in pixel_model.named_modules() if name.endswith("patch_embed.proj")
+    )
+    recipe = BuildRecipe(
+        factory=factory,
+        arguments=dict(arguments),
+        pretrained=pretrained,
+        checkpoint_path=None if checkpoint_path is None else str(checkpoint_path),
+    )
+    model = PrithviSegmentation(
+        pixel_model, in_channels=patch_embedding.in_channels, num_classes=arguments["num_classes"], build_recipe=recipe
+    )
+    return place(model, device, dtype)
+
+
+def base_fingerprint(path: Path) -> str:
+    """A fingerprint of the base encoder weights in ``path`` (``.pt`` or ``.safetensors``), read in milliseconds.
+
+    It hashes the name, shape and 8 evenly spaced rows (64 values each, as float64) of every ``encoder.*``
+    tensor, so a ``.pt`` and its safetensors conversion agree. It tells apart different weights under the
+    same name (another training run, another size); it is not a checksum of every byte.
+    """
+    digest = hashlib.sha256()
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        with safe_open(path, framework="pt") as handle:
+            for key in _encoder_keys(handle.keys()):
+                tensor_slice = handle.get_slice(key)
+                shape = list(tensor_slice.get_shape())
+                _hash_tensor(digest, key, shape, lambda start, stop: tensor_slice[start:stop] if shape else handle.get_tensor(key))
+    else:
+        state = read_state_dict(path)
+        for key in _encoder_keys(state):
+            tensor = state[key]
+            _hash_tensor(digest, key, list(tensor.shape), lambda start, stop: tensor[start:stop] if tensor.ndim else tensor)
+    return f"sampled-sha256:{digest.hexdigest()}"
+
+
+def read_folder_config(folder: Path) -> dict[str, Any]:
+    """The ``config.json`` of a folder written by :func:`save_pretrained`, checked for type and version."""
+    config_path = folder / CONFIG_FILENAME
+    if not config_path.is_file():
+        contents = sorted(entry.name for entry in folder.iterdir())[:5]
+        raise NotASavedModelError(folder, f"it has no {CONFIG_FILENAME} (it holds: {', '.join(contents) or 'nothing'})")
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CorruptCheckpointError(config_path, f"invalid JSON ({error})") from error
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type != MODEL_TYPE:
+        raise NotASavedModelError(folder, f"its {CONFIG_FILENAME} has model_type {model_type!r}, not {MODEL_TYPE!r}")
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise NotASavedModelError(
+            folder, f"format_version {version!r} is newer than this axs_lib reads ({FORMAT_VERSION}); upgrade axs_lib"
+        )
+    return config
+
+
+def _load_folder(
+    folder: Path, checkpoint_path: str | os.PathLike | None, device: torch.device, dtype: torch.dtype | None
+) -> PrithviSegmentation:
+    config = read_folder_config(folder)
+    dtype = dtype or _validation.floating_dtype(config["dtype"])
+    base = config.get("base_model")
+    base_path = None
+    if base is not None:
+        location = checkpoint_path
+        if location is None and base.get("included"):
+            location = folder / BASE_FOLDER
+        base_file = find_checkpoint(KNOWN_MODELS[base["name"]], location)
+        found = base_fingerprint(base_file.path)
+        if base["frozen_weights_from_base"] and found != base["fingerprint"]:
+            raise BaseModelMismatchError(folder, base_file.path, base["fingerprint"], found)
+        base_path = base_file.path
+    build = config["build"]
+    model = build_from_recipe(
+        build["factory"], build["arguments"], pretrained=base is not None, checkpoint_path=base_path,
+        device=device, dtype=dtype,
+    )
+    base_covers_encoder = base is not None and base["frozen_weights_from_base"]
+    _load_saved_weights(model, folder, base_covers_encoder=base_covers_encoder, device=device, dtype=dtype)
+    if base is not None and not base_covers_encoder:
+        model.build_recipe = dataclasses.replace(model.build_recipe, encoder_is_base=False)
+    return model
+
+
+def _load_saved_weights(
+    model: PrithviSegmentation, folder: Path, *, base_covers_encoder: bool, device: torch.device, dtype: torch.dtype
+) -> None:
+    """Fill every weight the base does not give from ``model.safetensors`` and the PEFT adapter, strictly."""
+    weights_path = folder / WEIGHTS_FILENAME
+    if not weights_path.is_file():
+        raise NotASavedModelError(folder, f"{WEIGHTS_FILENAME} is missing")
+    saved = read_state_dict(weights_path, device, dtype)
+    expected = model.state_dict()
+    required = [
+        key for key in expected
+        if not _is_adapter_key(key) and not (base_covers_encoder and key.startswith(ENCODER_PREFIX))
+    ]
+    unexpected = [key for key in saved if key not in expected or _is_adapter_key(key)]
+    mismatched = [
+        f"{key} (checkpoint {list(value.shape)}, model {list(expected[key].shape)})"
+        for key, value in saved.items()
+        if key in expected and value.shape != expected[key].shape
+    ]
+    missing = [key for key in required if key not in saved]
+    if missing or unexpected or mismatched:
+        raise CheckpointMismatchError(weights_path, "Prithvi segmentation model", missing, unexpected, mismatched)
+    model.load_state_dict(saved, strict=False)
+    _load_adapter(model, folder, device, dtype)
+
+
+def _load_adapter(model: PrithviSegmentation, folder: Path, device: torch.device, dtype: torch.dtype) -> None:
+    adapter_path = folder / ADAPTER_WEIGHTS_FILENAME
+    encoder = model.model.encoder
+    if not _is_peft_model(encoder):
+        if adapter_path.exists():
+            raise CheckpointMismatchError(adapter_path, "Prithvi segmentation model without LoRA", unexpected=["(every key)"])
+        return
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from peft.utils import load_peft_weights
+
+    expected = get_peft_model_state_dict(encoder)
+    if not adapter_path.is_file():
+        raise CheckpointMismatchError(adapter_path, "Prithvi segmentation model with LoRA", missing=sorted(expected))
+    adapter = {
+        key: value.to(dtype) for key, value in load_peft_weights(str(folder), device=str(device)).items()
+    }
+    missing = [key for key in expected if key not in adapter]
+    unexpected = [key for key in adapter if key not in expected]
+    mismatched = [
+        f"{key} (checkpoint {list(value.shape)}, model {list(expected[key].shape)})"
+        for key, value in adapter.items()
+        if key in expected and value.shape != expected[key].shape
+    ]
+    if missing or unexpected or mismatched:
+        raise CheckpointMismatchError(adapter_path, "the LoRA adapters", missing, unexpected, mismatched)
+    set_peft_model_state_dict(encoder, adapter)
+
+
+def _is_adapter_key(key: str) -> bool:
+    return ".lora_" in key
+
+
+def _is_peft_model(module: torch.nn.Module) -> bool:
+    from peft import PeftModel
+
+    return isinstance(module, PeftModel)
+
+
+def _encoder_keys(keys: Iterable[str]) -> list[str]:
+    keys = sorted(keys)
+    return [key for key in keys if key.startswith("encoder.")] or keys
+
+
+def _hash_tensor(digest: Any, key: str, shape: list[int], rows: Callable[[int, int], torch.Tensor]) -> None:
+    digest.update(f"{key}:{shape};".encode())
+    count = shape[0] if shape else 1
+    for index in sorted({round(i * (count - 1) / (_FINGERPRINT_ROWS - 1)) for i in range(_FINGERPRINT_ROWS)}):
+        row = rows(index, index + 1).reshape(-1)
+        picks = torch.linspace(0, row.numel() - 1, min(row.numel(), _FINGERPRINT_VALUES_PER_ROW)).round().long()
+        digest.update(row[picks].to(torch.float64).numpy().tobytes())
+
+
+def _write_base_copy(base: Path, target: Path) -> None:
+    """The encoder tensors of the base file, under the published names, as ``Prithvi_EO_V2_600M.safetensors``."""
+    spec = KNOWN_MODELS[PRITHVI_600M]
+    target.mkdir()
+    state = read_state_dict(base)
+    encoder = {key: state[key] for key in _encoder_keys(state)}
+    save_file(_unshared(encoder), target / f"{spec.stem}.safetensors", metadata={"format": "pt"})
+    base_config = base.parent / CONFIG_FILENAME
+    if base_config.is_file():
+        shutil.copyfile(base_config, target / CONFIG_FILENAME)
+
+
+def _unshared(state: StateDict) -> StateDict:
+    """Contiguous CPU tensors, each with its own storage (safetensors refuses shared ones)."""
+    seen: set[int] = set()
+    out = {}
+    for key, value in state.items():
+        tensor = value.detach().to("cpu").contiguous()
+        pointer = tensor.untyped_storage().data_ptr()
+        if pointer in seen:
+            tensor = tensor.clone()
+        seen.add(tensor.untyped_storage().data_ptr())
+        out[key] = tensor
+    return out
+
+
+def _json_ready(value: Any, what: str) -> Any:
+    """``value`` as plain JSON types (enums by value); anything else is refused rather than written as text."""
+    if isinstance(value, Enum):
+        return _json_ready(value.value, what)
+    if isinstance(value, dict):
+        return {str(key): _json_ready(item, what) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item, what) for item in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise InvalidArgumentError(f"{what} hold a {type(value).__name__} ({value!r}), which config.json cannot record")
+
+
+def _check_replaceable(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise InvalidArgumentError(f"{folder} is a file; save_pretrained writes a folder")
+    if folder.is_dir() and any(folder.iterdir()):
+        try:
+            read_folder_config(folder)
+        except (NotASavedModelError, CorruptCheckpointError):
+            raise InvalidArgumentError(
+                f"{folder} is not empty and is not an earlier save_pretrained folder; choose a new or empty folder"
+            ) from None
+
+
+def _write_atomically(folder: Path, write: Callable[[Path], None]) -> None:
+    """Run ``write`` on a temporary sibling folder, then rename it to ``folder`` (replacing an earlier save)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    try:
+        write(partial)
+        partial.chmod(0o755)
+        if folder.exists():
+            previous = folder.with_name(f".{folder.name}.replaced-{uuid.uuid4().hex[:8]}")
+            folder.rename(previous)
+            partial.rename(folder)
+            shutil.rmtree(previous)
+        else:
+            partial.rename(folder)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+__all__ = ["MODEL_TYPE", "FORMAT_VERSION", "base_fingerprint", "build_from_recipe", "from_pretrained", "save_pretrained"]
