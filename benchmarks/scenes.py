@@ -150,7 +150,7 @@ def main() -> None:
             rows.append((size, streamed, stock))
             for path in Path(folder).glob(f"*_{size}.tif"):
                 path.unlink()
-    print(f"| scene | windows | streamed peak RSS (MB) | streamed windows/s | stock peak RSS (MB) | stock s | RSS stock ÷ streamed |")
+    print("| scene | windows | streamed peak RSS (MB) | streamed windows/s | stock peak RSS (MB) | stock s | RSS stock ÷ streamed |")
     print("|---|---|---|---|---|---|---|")
     for size, streamed, stock in rows:
         rate = streamed["windows"] / streamed["seconds"]

@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +25,15 @@ TERRAMIND_PATCH = 16
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; bad input is one line on stderr and exit code 2."""
+    """Run one command; bad input (the library's ValueError/FileNotFoundError/FileExistsError errors) is one
+    line on stderr and exit code 2, other library errors exit code 1."""
     args = _parser().parse_args(argv)
     started = time.perf_counter()
     try:
         _check_common(args)
         written = args.command(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        return _fail(error, 2)
     except AxsModelError as error:
-        return _fail(error, 1)
+        return _fail(error, 2 if isinstance(error, (ValueError, FileNotFoundError, FileExistsError)) else 1)
     if _rank() == 0:
         print(f"wrote {' and '.join(str(path) for path in written)} in {time.perf_counter() - started:.1f} s")
     distributed.stop()
