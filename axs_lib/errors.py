@@ -139,6 +139,14 @@ class TerraTorchUnavailableError(AxsModelError, ImportError):
         )
 
 
+class InvalidSceneError(AxsModelError, ValueError):
+    """A scene, its tiling or its output cannot be used as asked (wrong bands, no CRS, bad tile or overlap)."""
+
+
+class OutputExistsError(AxsModelError, FileExistsError):
+    """The output of a scene run exists already, or a partial output of a different run is in the way."""
+
+
 class NotASavedModelError(AxsModelError, ValueError):
     """A path given to ``from_pretrained`` is neither a folder written by ``save_pretrained`` nor a Lightning checkpoint."""
 

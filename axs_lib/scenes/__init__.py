@@ -1,0 +1,22 @@
+"""axs_lib.scenes: whole-scene inference, streamed window by window, resumable, split across torchrun ranks.
+
+Python API: :func:`stream_model` runs any ``nn.Module`` over a raster; :func:`run_scene` is its general form.
+Command line: ``python -m axs_lib.scenes {segment,sar-to-optical,pipeline} --help`` (or ``axs-scenes``).
+"""
+
+from ..errors import InvalidSceneError, OutputExistsError
+from .engine import run_scene, stream_model
+from .rasters import OutputSpec, SceneInput
+from .windows import Window, WindowPlan, plan_windows
+
+__all__ = [
+    "InvalidSceneError",
+    "OutputExistsError",
+    "OutputSpec",
+    "SceneInput",
+    "Window",
+    "WindowPlan",
+    "plan_windows",
+    "run_scene",
+    "stream_model",
+]

@@ -1,0 +1,24 @@
+"""Band orders and statistics the scene commands need: TerraMind's S2L2A output and Prithvi's input."""
+
+from __future__ import annotations
+
+S2L2A_BANDS = (
+    ("B01", "COASTAL_AEROSOL"), ("B02", "BLUE"), ("B03", "GREEN"), ("B04", "RED"), ("B05", "RED_EDGE_1"),
+    ("B06", "RED_EDGE_2"), ("B07", "RED_EDGE_3"), ("B08", "NIR_BROAD"), ("B8A", "NIR_NARROW"),
+    ("B09", "WATER_VAPOR"), ("B11", "SWIR_1"), ("B12", "SWIR_2"),
+)
+"""TerraMind's S2L2A band order, with the Sentinel-2 band ids (L2A has no B10)."""
+S2L2A_NAMES = tuple(name for _, name in S2L2A_BANDS)
+RGB_BANDS = tuple(S2L2A_NAMES.index(colour) for colour in ("RED", "GREEN", "BLUE"))
+REFLECTANCE_MAX = 10000
+
+S1GRD_BANDS = ("VV", "VH")
+S1GRD_MEAN_DB = (-12.599, -20.293)
+"""TerraMind's S1GRD pretraining mean: nodata pixels are given to the generator as this value."""
+LINEAR_FLOOR = 1e-6
+
+PRITHVI_BANDS = ("BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2")
+PRITHVI_MEAN = (1087.0, 1342.0, 1433.0, 2734.0, 1958.0, 1363.0)
+PRITHVI_STD = (2248.0, 2179.0, 2178.0, 1850.0, 1242.0, 1049.0)
+"""Prithvi EO 2.0's pretraining statistics for HLS reflectance x 10000."""
+PRITHVI_FROM_S2L2A = tuple(S2L2A_NAMES.index(name) for name in PRITHVI_BANDS)

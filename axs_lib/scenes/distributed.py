@@ -1,0 +1,68 @@
+"""Splitting a scene's windows across torch.distributed ranks (``torchrun``), one process per device.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is started here: NCCL for CUDA, gloo otherwise.
+Window ``i`` goes to rank ``i % world_size``; every rank saves its cores into the shared partial folder,
+and rank 0 assembles the output once all ranks are past the last barrier. On several nodes, the output's
+folder must be on a file system that every node sees.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TypeVar
+
+import torch
+import torch.distributed as dist
+
+T = TypeVar("T")
+BARRIER_TIMEOUT = timedelta(hours=12)
+"""Ranks that finish early wait this long for the others (the default of 30 minutes is short for big scenes)."""
+
+
+@dataclass(frozen=True)
+class Ranks:
+    rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def share(self, items: Sequence[T]) -> list[T]:
+        """This rank's items: every ``world_size``-th, starting at ``rank``."""
+        return list(items[self.rank :: self.world_size])
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+
+def launched_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def local_device(device: torch.device) -> torch.device:
+    """Under ``torchrun``, CUDA means this process's own GPU (``LOCAL_RANK``)."""
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return device
+
+
+def start(device: torch.device) -> Ranks:
+    """Join the ``torchrun`` process group (started once per process), or run alone."""
+    if launched_world_size() > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=BARRIER_TIMEOUT)
+    if dist.is_initialized():
+        return Ranks(dist.get_rank(), dist.get_world_size())
+    return Ranks(0, 1)
+
+
+def stop() -> None:
+    """Leave the process group, if this process joined one."""
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,228 @@
+"""The streaming engine: run a model over a raster window by window, with bounded memory.
+
+Only a batch of windows is in memory at a time; each window's core is saved as soon as it is computed
+(see :mod:`axs_lib.scenes.rasters`), so peak memory is set by the tile size, the batch size and the model,
+not by the scene. :func:`stream_model` is the entry point for any ``nn.Module``; :func:`run_scene` is the
+general form the commands use (several outputs, a custom forward).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import InvalidSceneError
+from . import distributed
+from .rasters import OutputSpec, PartialOutput, SceneInput, WindowReader, gdal_environment
+from .windows import Window, check_tiling, plan_windows
+
+logger = logging.getLogger(__name__)
+
+Predict = Callable[[torch.Tensor], "torch.Tensor | Mapping[str, torch.Tensor]"]
+"""``[B, bands, tile, tile]`` float32 -> one tensor ``[B, C, tile, tile]``, or one per output name."""
+
+
+def run_scene(
+    scene: SceneInput,
+    outputs: Mapping[str, OutputSpec],
+    predict: Predict,
+    *,
+    tile: int,
+    overlap: int,
+    batch_size: int = 1,
+    fill: Sequence[float] | float = 0.0,
+    seed: int | None = None,
+    device: torch.device | str = "cpu",
+    run: Mapping | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    multiple_of: int = 1,
+) -> None:
+    """Stream ``predict`` over ``scene`` and write ``outputs`` (see :func:`stream_model` for the arguments).
+
+    Args:
+        outputs: what to write; when ``predict`` returns a mapping, its keys name the outputs.
+        fill: the value given to the model at nodata pixels, per band or for all.
+        seed: when given, each window runs alone in the model with Python's and torch's random generators
+            seeded from ``seed`` and the window's position (:meth:`Window.seed`), so random draws do not
+            depend on batches, resumption or the number of processes; ``batch_size`` is then not used.
+        run: what identifies this run besides the input and the tiling, for resuming (model, options).
+    """
+    check_tiling(tile, overlap, multiple_of)
+    if batch_size < 1:
+        raise InvalidSceneError(f"--batch-size must be at least 1, got {batch_size}")
+    plan = plan_windows(scene.height, scene.width, tile, overlap)
+    partials = {name: PartialOutput(spec) for name, spec in outputs.items()}
+    description = {
+        **scene.fingerprint(), "tile": tile, "overlap": overlap, "seed": seed,
+        "outputs": {name: [str(spec.path), spec.bands, spec.dtype] for name, spec in outputs.items()},
+        **(run or {}),
+    }
+    device = distributed.local_device(torch.device(device))
+    for partial in partials.values():
+        partial.check(description, overwrite)
+    ranks = distributed.start(device)
+    if ranks.is_main:
+        for partial in partials.values():
+            partial.start(description, overwrite)
+    ranks.barrier()
+
+    fill_values = np.broadcast_to(np.asarray(fill, dtype=np.float32), (len(scene.indexes),))[:, None, None]
+    todo = [window for window in ranks.share(plan.windows) if not all(p.done(window) for p in partials.values())]
+    first = next(iter(partials.values()))
+    bar = tqdm(total=len(plan), initial=first.count_done(), unit="window", disable=not (progress and ranks.is_main))
+    logger.info("%s: %d windows, %d left on rank %d", scene.path, len(plan), len(todo), ranks.rank)
+    step = 1 if seed is not None else batch_size
+    with gdal_environment():
+        reader = WindowReader(scene)
+        try:
+            for start in range(0, len(todo), step):
+                batch = todo[start : start + step]
+                inputs, valid = _read_batch(reader, batch, tile, fill_values)
+                with _seeded(None if seed is None else batch[0].seed(seed), device):
+                    predicted = predict(torch.from_numpy(inputs))
+                if not isinstance(predicted, Mapping):
+                    predicted = {next(iter(outputs)): predicted}
+                _save_cores(batch, partials, predicted, valid)
+                bar.n = first.count_done() if ranks.world_size > 1 else bar.n + len(batch)
+                bar.refresh()
+        finally:
+            reader.close()
+        bar.close()
+        ranks.barrier()
+        if ranks.is_main:
+            for partial in partials.values():
+                partial.assemble(scene.profile, plan)
+
+
+def stream_model(
+    model: nn.Module,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    tile: int = 224,
+    overlap: int = 32,
+    batch_size: int = 4,
+    bands: int | None = None,
+    fill: Sequence[float] | float = 0.0,
+    output_dtype: str = "float32",
+    nodata: float | None = None,
+    seed: int | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    multiple_of: int = 1,
+) -> Path:
+    """Run ``model`` over a whole raster and write its output as a tiled GeoTIFF on the input's grid.
+
+    ``model`` takes ``[B, bands, tile, tile]`` and returns ``[B, C, tile, tile]`` (a tensor, or an object with
+    ``.output`` such as TerraTorch's ``ModelOutput``); it runs on its own device and dtype, under
+    ``torch.inference_mode``. Windows overlap by ``overlap`` pixels and keep only their cores (half the overlap
+    is trimmed on each inner side), so a model whose receptive field is at most ``overlap // 2`` pixels
+    gives the whole-scene result. Nodata input pixels are given to the model as ``fill`` and are ``nodata``
+    in the output (NaN for float outputs unless given). Runs under ``torchrun`` split the windows across
+    ranks. A run that was killed resumes from its partial output when started again with the same
+    arguments; the output appears under its name only when complete.
+
+    Raises:
+        InvalidSceneError: missing or unreadable input, wrong band count, no CRS, bad tile or overlap.
+        OutputExistsError: ``output_path`` exists (pass ``overwrite=True``) or holds another run's partial.
+    """
+    input_path, output_path = Path(input_path), Path(output_path)
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    dtype = parameter.dtype if parameter is not None else torch.float32
+    scene = SceneInput.open(input_path, bands if bands is not None else _input_bands(input_path))
+    if nodata is None:
+        nodata = float("nan") if np.dtype(output_dtype).kind == "f" else np.iinfo(output_dtype).max
+
+    def encode(core: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        values = core.astype(output_dtype)
+        values[:, ~valid] = nodata
+        return values
+
+    def predict(batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return as_tensor(model(batch.to(device=device, dtype=dtype)))
+
+    probe_channels = _output_channels(model, predict, len(scene.indexes), tile)
+    spec = OutputSpec(output_path, probe_channels, output_dtype, nodata, encode)
+    run_scene(
+        scene, {"output": spec}, predict, tile=tile, overlap=overlap, batch_size=batch_size, fill=fill, seed=seed,
+        device=device, run={"model": type(model).__name__}, overwrite=overwrite, progress=progress,
+        multiple_of=multiple_of,
+    )
+    return output_path
+
+
+def as_tensor(output: object) -> torch.Tensor:
+    """A model's output as a float32 CPU tensor; objects with ``.output`` (TerraTorch's ``ModelOutput``) unwrapped."""
+    if not isinstance(output, torch.Tensor):
+        output = getattr(output, "output", output)
+    if not isinstance(output, torch.Tensor):
+        raise TypeError(f"the model returned {type(output).__name__}; expected a tensor [B, C, H, W]")
+    return output.float().cpu()
+
+
+def _input_bands(path: Path) -> int:
+    import rasterio
+
+    if not path.is_file():
+        raise InvalidSceneError(f"input not found: {path}")
+    with rasterio.open(path) as src:
+        return src.count
+
+
+def _output_channels(model: nn.Module, predict: Predict, bands: int, tile: int) -> int:
+    channels = getattr(model, "num_classes", None) or getattr(model, "out_channels", None)
+    if isinstance(channels, int):
+        return channels
+    return predict(torch.zeros(1, bands, tile, tile)).shape[1]
+
+
+def _read_batch(
+    reader: WindowReader, batch: Sequence[Window], tile: int, fill: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    inputs, valid = [], []
+    for window in batch:
+        values, mask = reader.read(window, tile)
+        inputs.append(np.where(mask, values, fill))
+        valid.append(mask)
+    return np.stack(inputs).astype(np.float32, copy=False), valid
+
+
+def _save_cores(
+    batch: Sequence[Window],
+    partials: Mapping[str, PartialOutput],
+    predicted: Mapping[str, torch.Tensor],
+    valid: Sequence[np.ndarray],
+) -> None:
+    for name, partial in partials.items():
+        values = predicted[name].float().cpu().numpy()
+        for window, output, mask in zip(batch, values, valid):
+            rows, cols = window.core_in_tile()
+            partial.save(window, partial.spec.encode(output[:, rows, cols], mask[rows, cols]))
+
+
+@contextmanager
+def _seeded(seed: int | None, device: torch.device):
+    """Python's and torch's generators seeded with ``seed`` inside the block, restored after."""
+    if seed is None:
+        yield
+        return
+    devices = [device] if device.type == "cuda" else []
+    state = random.getstate()
+    with torch.random.fork_rng(devices=devices):
+        random.seed(seed)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(state)

@@ -1,0 +1,221 @@
+"""Reading windows of a raster, and writing outputs through a resumable partial folder renamed at the end.
+
+An output ``OUT.tif`` is built in ``OUT.tif.partial/``: ``run.json`` describes the run, and each finished
+window's core is saved there as ``<window>.npy`` (written under a temporary name, then renamed, so a file
+that exists is complete). A run started again with the same description skips those windows. When every
+window is there, the GeoTIFF is assembled inside the folder and renamed to ``OUT.tif``; only then is the
+folder removed. ``OUT.tif`` therefore exists only when it is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window as RasterWindow
+
+from ..errors import InvalidSceneError, OutputExistsError
+from .windows import Window, WindowPlan
+
+GDAL_CACHE_MB = 64
+"""GDAL's block cache, bounded: by default it may grow to 5 % of RAM as windows are read and written."""
+BLOCK_SIZE = 256
+PARTIAL_SUFFIX = ".partial"
+
+
+@contextmanager
+def gdal_environment() -> Iterator[None]:
+    """rasterio/GDAL settings for streaming: a bounded block cache."""
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        yield
+
+
+@dataclass(frozen=True)
+class SceneInput:
+    """The grid and bands of an input raster, checked."""
+
+    path: Path
+    height: int
+    width: int
+    indexes: tuple[int, ...]
+    profile: dict
+
+    @classmethod
+    def open(cls, path: Path, bands: int, band_names: Sequence[str] = ()) -> SceneInput:
+        """Check that ``path`` is a georeferenced raster with ``bands`` bands.
+
+        Args:
+            band_names: expected band descriptions in model order; when the file's descriptions name them
+                all (in any order), bands are read in this order, otherwise in file order.
+        """
+        if not path.is_file():
+            raise InvalidSceneError(f"input not found: {path}")
+        try:
+            with rasterio.open(path) as src:
+                count, crs, descriptions = src.count, src.crs, src.descriptions
+                profile, height, width = dict(src.profile), src.height, src.width
+        except RasterioIOError as error:
+            raise InvalidSceneError(f"cannot read {path}: {error}") from error
+        if count != bands:
+            expected = f" ({', '.join(band_names)})" if band_names else ""
+            raise InvalidSceneError(f"{path} has {count} band(s); expected {bands}{expected}")
+        if crs is None:
+            raise InvalidSceneError(f"{path} has no CRS; georeference it first (e.g. gdal_edit.py -a_srs EPSG:<code>)")
+        names = [(name or "").strip().upper() for name in descriptions]
+        wanted = [name.upper() for name in band_names]
+        if wanted and sorted(names) == sorted(wanted):
+            indexes = tuple(names.index(name) + 1 for name in wanted)
+        else:
+            indexes = tuple(range(1, count + 1))
+        return cls(path, height, width, indexes, profile)
+
+    def fingerprint(self) -> dict:
+        stat = self.path.stat()
+        return {"input": str(self.path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+class WindowReader:
+    """Reads the ``tile`` x ``tile`` model input of a window: float32 values and a validity mask."""
+
+    def __init__(self, scene: SceneInput):
+        self.scene = scene
+        self._src = rasterio.open(scene.path)
+
+    def close(self) -> None:
+        self._src.close()
+
+    def read(self, window: Window, tile: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(values [bands, tile, tile] float32, valid [tile, tile] bool)``; outside the scene by reflection."""
+        height, width = self.scene.height, self.scene.width
+        top, left = max(window.row, 0), max(window.col, 0)
+        bottom, right = min(window.row + tile, height), min(window.col + tile, width)
+        area = RasterWindow(left, top, right - left, bottom - top)
+        values = self._src.read(self.scene.indexes, window=area, out_dtype="float32")
+        valid = (self._src.read_masks(self.scene.indexes, window=area) > 0).all(axis=0)
+        valid &= np.isfinite(values).all(axis=0)
+        pad = ((top - window.row, window.row + tile - bottom), (left - window.col, window.col + tile - right))
+        if any(any(side) for side in pad):
+            mode = "reflect" if min(values.shape[1:]) > 1 else "edge"
+            values = np.pad(values, ((0, 0), *pad), mode=mode)
+            valid = np.pad(valid, pad, mode=mode)
+        return values, valid
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One raster a run writes.
+
+    Attributes:
+        path: the final GeoTIFF.
+        bands, dtype, nodata: of the written raster.
+        encode: model output of the core ``[C, h, w]`` float32 and its validity ``[h, w]`` -> ``[bands, h, w]``
+            in ``dtype``, with ``nodata`` where not valid.
+        descriptions: band descriptions; tags: dataset tags; band_tags: per-band tags.
+        quicklook: an RGB PNG to write from the finished raster, with the 0-based bands to use.
+    """
+
+    path: Path
+    bands: int
+    dtype: str
+    nodata: float | int
+    encode: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    descriptions: Sequence[str] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+    band_tags: Sequence[Mapping[str, str]] = ()
+    quicklook: tuple[Path, tuple[int, int, int]] | None = None
+
+    @property
+    def partial(self) -> Path:
+        return self.path.with_name(self.path.name + PARTIAL_SUFFIX)
+
+
+class PartialOutput:
+    """The ``OUT.tif.partial/`` folder of one output (see the module docstring)."""
+
+    RUN_FILE = "run.json"
+
+    def __init__(self, spec: OutputSpec):
+        self.spec = spec
+        self.folder = spec.partial
+
+    def check(self, run: Mapping, overwrite: bool) -> None:
+        """Refuse an existing output or a partial of another run, unless ``overwrite``; never changes files."""
+        if overwrite:
+            return
+        if self.spec.path.exists():
+            raise OutputExistsError(f"{self.spec.path} exists; pass --overwrite to replace it")
+        if self.folder.exists() and self._saved_run() != _normalised(run):
+            raise OutputExistsError(
+                f"{self.folder} holds a partial output of a different run; "
+                "rerun the same command to resume it, or pass --overwrite to discard it"
+            )
+
+    def start(self, run: Mapping, overwrite: bool) -> None:
+        """Create the folder for ``run`` (rank 0 only), discarding what ``overwrite`` replaces."""
+        if overwrite:
+            if self.folder.exists() and self._saved_run() != _normalised(run):
+                shutil.rmtree(self.folder)
+            self.spec.path.unlink(missing_ok=True)
+        if not self.folder.exists():
+            staging = self.folder.with_name(f".{self.folder.name}.{os.getpid()}")
+            staging.mkdir()
+            (staging / self.RUN_FILE).write_text(json.dumps(run, indent=1, sort_keys=True))
+            os.replace(staging, self.folder)
+
+    def done(self, window: Window) -> bool:
+        return (self.folder / f"{window.name}.npy").exists()
+
+    def save(self, window: Window, core: np.ndarray) -> None:
+        final = self.folder / f"{window.name}.npy"
+        temporary = self.folder / f".{window.name}.{os.getpid()}.npy"
+        np.save(temporary, core, allow_pickle=False)
+        os.replace(temporary, final)
+
+    def count_done(self) -> int:
+        return sum(1 for entry in os.scandir(self.folder) if entry.name.startswith("r") and entry.name.endswith(".npy"))
+
+    def assemble(self, profile: Mapping, plan: WindowPlan) -> None:
+        """Write the GeoTIFF from the saved cores, rename it to the final name, and remove the folder."""
+        spec = self.spec
+        predictor = 3 if np.dtype(spec.dtype).kind == "f" else 2
+        out_profile = {
+            "driver": "GTiff", "width": plan.width, "height": plan.height, "count": spec.bands,
+            "crs": profile.get("crs"), "transform": profile.get("transform"), "dtype": spec.dtype,
+            "nodata": spec.nodata, "compress": "deflate", "predictor": predictor, "tiled": True,
+            "blockxsize": BLOCK_SIZE, "blockysize": BLOCK_SIZE, "interleave": "pixel", "BIGTIFF": "IF_SAFER",
+        }
+        assembling = self.folder / f"assembling{spec.path.suffix or '.tif'}"
+        with rasterio.open(assembling, "w", **out_profile) as dst:
+            for window in plan.windows:
+                core = np.load(self.folder / f"{window.name}.npy", allow_pickle=False)
+                dst.write(core, window=RasterWindow(window.core_col, window.core_row, window.core_width, window.core_height))
+            for index, description in enumerate(spec.descriptions, start=1):
+                dst.set_band_description(index, description)
+            for index, tags in enumerate(spec.band_tags, start=1):
+                dst.update_tags(index, **tags)
+            if spec.tags:
+                dst.update_tags(**spec.tags)
+        if spec.quicklook is not None:
+            from .quicklook import write_quicklook
+
+            write_quicklook(assembling, spec.quicklook[0], spec.quicklook[1])
+        os.replace(assembling, spec.path)
+        shutil.rmtree(self.folder)
+
+    def _saved_run(self) -> dict | None:
+        try:
+            return json.loads((self.folder / self.RUN_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+
+
+def _normalised(run: Mapping) -> dict:
+    return json.loads(json.dumps(run, sort_keys=True))

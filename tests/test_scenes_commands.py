@@ -1,0 +1,165 @@
+"""The scene commands (``axs-scenes segment | sar-to-optical | pipeline``) with the tiny checkpoints."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+
+from axs_lib.scenes.commands import main
+from test_scenes import CRS_UTM33, NODATA, TRANSFORM, read, write_raster
+
+ROOT = Path(__file__).resolve().parents[1]
+HEIGHT, WIDTH = 100, 130
+HOLE = (slice(10, 30), slice(20, 50))
+CLASSES = 3
+
+
+def hole_mask() -> np.ndarray:
+    mask = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    mask[HOLE] = True
+    return mask
+
+
+@pytest.fixture
+def work(tmp_path) -> Path:
+    folder = tmp_path / "work"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> dict[str, Path]:
+    """A Sentinel-1 scene in dB and a six-band reflectance scene, both with a nodata hole."""
+    folder = tmp_path_factory.mktemp("scenes")
+    rng = np.random.default_rng(0)
+    sar = np.stack([rng.normal(-12, 3, (HEIGHT, WIDTH)), rng.normal(-20, 3, (HEIGHT, WIDTH))])
+    optical = rng.uniform(0, 5000, (6, HEIGHT, WIDTH))
+    for data in (sar, optical):
+        data[(slice(None), *HOLE)] = NODATA
+    return {"sar": write_raster(folder / "s1.tif", sar), "optical": write_raster(folder / "hls.tif", optical)}
+
+
+@pytest.fixture(scope="module")
+def segmentation_folder(tiny_weights, tmp_path_factory) -> Path:
+    """A tiny Prithvi segmentation model saved with its base weights, so the folder is self-contained."""
+    from axs_lib.models import build_prithvi_600
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AXS_WEIGHTS_DIR", str(tiny_weights))
+        model = build_prithvi_600(num_classes=CLASSES, img_size=56)
+        return model.save_pretrained(tmp_path_factory.mktemp("model") / "segmenter", include_base=True)
+
+
+@pytest.fixture
+def terramind(tiny_weights, use_weights):
+    use_weights(tiny_weights)
+
+
+def test_sar_to_optical_writes_twelve_georeferenced_bands_a_quicklook_and_nothing_else(scenes, terramind, work, capsys):
+    output = work / "s2.tif"
+    code = main(["sar-to-optical", str(scenes["sar"]), str(output), "--tile", "64", "--overlap", "16", "--timesteps", "6", "--quiet"])
+
+    assert code == 0, capsys.readouterr().err
+    with rasterio.open(output) as src:
+        assert (src.count, src.width, src.height, src.crs, src.transform) == (12, WIDTH, HEIGHT, CRS_UTM33, TRANSFORM)
+        assert set(src.dtypes) == {"uint16"} and src.profile["tiled"]
+        assert src.descriptions[3] == "B04" and src.tags(4)["name"] == "RED"
+        values, masks = src.read(), src.read_masks()
+    hole = hole_mask()
+    assert (values[:, hole] == 65535).all() and (masks[:, hole] == 0).all()
+    assert (values[:, ~hole] <= 10000).all() and (masks[:, ~hole] == 255).all()
+    with Image.open(output.with_suffix(".png")) as quicklook:
+        assert quicklook.mode == "RGB" and quicklook.size == (WIDTH, HEIGHT)
+    assert sorted(path.name for path in work.iterdir()) == ["s2.png", "s2.tif"]
+
+
+def test_generation_noise_depends_on_the_seed_and_window_not_on_the_batch(scenes, terramind, work):
+    common = [str(scenes["sar"]), "--tile", "64", "--overlap", "16", "--timesteps", "6", "--quiet", "--float"]
+    assert main(["sar-to-optical", common[0], str(work / "a.tif"), *common[1:], "--batch-size", "1"]) == 0
+    assert main(["sar-to-optical", common[0], str(work / "b.tif"), *common[1:], "--batch-size", "4"]) == 0
+    assert main(["sar-to-optical", common[0], str(work / "c.tif"), *common[1:], "--seed", "1"]) == 0
+    np.testing.assert_array_equal(read(work / "a.tif"), read(work / "b.tif"))
+    assert not np.array_equal(read(work / "a.tif"), read(work / "c.tif"))
+
+
+def test_segment_writes_a_class_map_with_nodata_or_probabilities(scenes, segmentation_folder, work):
+    assert main(["segment", str(scenes["optical"]), str(work / "classes.tif"), "--model", str(segmentation_folder), "--tile", "56", "--overlap", "8", "--quiet"]) == 0
+    assert main(["segment", str(scenes["optical"]), str(work / "probabilities.tif"), "--model", str(segmentation_folder), "--tile", "56", "--overlap", "8", "--quiet", "--probabilities"]) == 0
+
+    hole = hole_mask()
+    with rasterio.open(work / "classes.tif") as src:
+        assert (src.count, src.dtypes[0], src.nodata, src.crs, src.transform) == (1, "uint8", 255, CRS_UTM33, TRANSFORM)
+        classes = src.read(1)
+    assert (classes[hole] == 255).all() and (classes[~hole] < CLASSES).all()
+    probabilities = read(work / "probabilities.tif")
+    assert probabilities.shape == (CLASSES, HEIGHT, WIDTH) and np.isnan(probabilities[:, hole]).all()
+    np.testing.assert_allclose(probabilities[:, ~hole].sum(axis=0), 1, rtol=1e-5)
+    np.testing.assert_array_equal(probabilities[:, ~hole].argmax(axis=0), classes[~hole])
+
+
+def test_pipeline_gives_the_optical_scene_of_sar_to_optical_and_its_classes(scenes, segmentation_folder, terramind, work):
+    options = ["--tile", "112", "--overlap", "16", "--timesteps", "6", "--quiet"]
+    assert main(["pipeline", str(scenes["sar"]), str(work / "classes.tif"), "--model", str(segmentation_folder), "--optical", str(work / "optical.tif"), *options]) == 0
+    assert main(["sar-to-optical", str(scenes["sar"]), str(work / "s2.tif"), *options]) == 0
+
+    np.testing.assert_array_equal(read(work / "optical.tif"), read(work / "s2.tif"))
+    classes = read(work / "classes.tif")[0]
+    assert (classes[hole_mask()] == 255).all() and (classes[~hole_mask()] < CLASSES).all()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "complaint"),
+    [
+        (["sar-to-optical", "hls.tif", "out.tif"], "hls.tif has 6 band(s); expected 2 (VV, VH)"),
+        (["sar-to-optical", "no-crs.tif", "out.tif"], "no-crs.tif has no CRS"),
+        (["sar-to-optical", "s1.tif", "out.tif", "--tile", "100"], "--tile must be a positive multiple of the model's patch size 16, got 100"),
+        (["segment", "hls.tif", "out.tif", "--model", "MODEL", "--tile", "64", "--overlap", "8"], "--tile must be a positive multiple of the model's patch size 14, got 64"),
+        (["sar-to-optical", "s1.tif", "out.tif", "--tile", "64", "--overlap", "32"], "--overlap must be at least 0 and less than half of --tile (64), got 32"),
+        (["sar-to-optical", "s1.tif", "existing.tif"], "existing.tif exists; pass --overwrite to replace it"),
+        (["segment", "hls.tif", "out.tif", "--model", "not-a-model"], "not-a-model is not a saved axs_lib model"),
+    ],
+)
+def test_bad_input_is_one_line_exit_code_2_and_nothing_written(
+    scenes, segmentation_folder, terramind, work, monkeypatch, capsys, arguments, complaint
+):
+    for name, path in (("s1.tif", scenes["sar"]), ("hls.tif", scenes["optical"])):
+        (work / name).symlink_to(path)
+    write_raster(work / "no-crs.tif", np.zeros((2, 16, 16)), crs=None)
+    (work / "existing.tif").write_bytes(b"keep")
+    (work / "not-a-model").mkdir()
+    (work / "not-a-model" / "notes.txt").write_text("not a model")
+    before = sorted(path.name for path in work.iterdir())
+    monkeypatch.chdir(work)
+
+    assert main([argument.replace("MODEL", str(segmentation_folder)) for argument in arguments]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {complaint}") and error.count("\n") == 1, error
+    assert sorted(path.name for path in work.iterdir()) == before
+    assert (work / "existing.tif").read_bytes() == b"keep"
+
+
+def test_segment_runs_as_a_command_from_another_folder(scenes, segmentation_folder, work):
+    env = {**os.environ, "LIGHTLY_DID_VERSION_CHECK": "True", "HF_HUB_OFFLINE": "1"}
+    env.pop("AXS_WEIGHTS_DIR", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "axs_lib.scenes", "segment", str(scenes["optical"]), "classes.tif",
+         "--model", str(segmentation_folder), "--tile", "56", "--overlap", "8", "--quiet"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("wrote classes.tif in ")
+    assert read(work / "classes.tif").shape == (1, HEIGHT, WIDTH)
+
+
+def test_the_example_script_is_the_sar_to_optical_command():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "sar_to_optical.py"), "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and result.stdout.startswith("usage: axs-scenes sar-to-optical")
