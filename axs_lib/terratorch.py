@@ -11,14 +11,12 @@ again, so each rank registers the names too.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run TerraTorch's CLI on ``argv`` (default: the command line) after registering the ``axs_*`` models."""
-    os.environ.setdefault("LIGHTLY_DID_VERSION_CHECK", "True")  # no network check when torchgeo imports lightly
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     import axs_lib.models  # noqa: F401  (registers the axs_* names in TerraTorch's registries)
