@@ -45,6 +45,14 @@ def isolated_search(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def work(tmp_path) -> Path:
+    """An empty folder for one test's files."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
 def use_weights(monkeypatch):
     """Point ``AXS_WEIGHTS_DIR`` at a folder: ``use_weights(path)``."""
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -26,3 +29,14 @@ def checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
 def trainable(model: nn.Module) -> dict[str, int]:
     return {name: p.numel() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def run_benchmark(script: str, *arguments: str) -> subprocess.CompletedProcess:
+    """Run ``benchmarks/<script>`` in a fresh process, offline; fail with its output's tail if it fails."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / script
+    completed = subprocess.run(
+        [sys.executable, str(path), *arguments],
+        env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return completed

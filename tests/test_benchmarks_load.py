@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "load.py"
+from helpers import run_benchmark
+
 MODELS = ("terramind_backbone", "terramind_generator", "prithvi")
 
 
 def test_tiny_benchmark_prints_a_ratio_per_model(tmp_path):
     results = tmp_path / "results.json"
-    completed = subprocess.run(
-        [sys.executable, str(BENCHMARK), "--tiny", "--rounds", "1", "--workdir", str(tmp_path / "work"),
-         "--json", str(results)],
-        env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=600,
+    completed = run_benchmark(
+        "load.py", "--tiny", "--rounds", "1", "--workdir", str(tmp_path / "work"), "--json", str(results)
     )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
 
     rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
             for line in completed.stdout.splitlines() if line.startswith("| ") and line.split("|")[1].strip() in MODELS}

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "pretrained.py"
+from helpers import run_benchmark
 
 
 def test_tiny_benchmark_reports_sizes_load_times_and_exact_logits(tmp_path):
     results = tmp_path / "results.json"
-    completed = subprocess.run(
-        [sys.executable, str(BENCHMARK), "--tiny", "--rounds", "1", "--workdir", str(tmp_path / "work"),
-         "--json", str(results)],
-        env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=600,
+    completed = run_benchmark(
+        "pretrained.py", "--tiny", "--rounds", "1", "--workdir", str(tmp_path / "work"), "--json", str(results)
     )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     assert "| from_pretrained(adapter-only folder) |" in completed.stdout
     report = json.loads(results.read_text())
     assert {run["step"] for run in report["runs"]} == {"base", "adapter_only", "include_base"}

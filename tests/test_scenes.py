@@ -46,14 +46,6 @@ def convolution(seed: int = 0) -> nn.Module:
     return nn.Sequential(nn.Conv2d(2, 4, 5, padding=2), nn.Tanh(), nn.Conv2d(4, 3, 5, padding=2)).eval()
 
 
-@pytest.fixture
-def work(tmp_path) -> Path:
-    """An empty folder for one test's files."""
-    folder = tmp_path / "work"
-    folder.mkdir()
-    return folder
-
-
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory) -> Path:
     data = np.random.default_rng(0).normal(0, 1, (2, 150, 201))

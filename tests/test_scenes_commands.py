@@ -27,13 +27,6 @@ def hole_mask() -> np.ndarray:
     return mask
 
 
-@pytest.fixture
-def work(tmp_path) -> Path:
-    folder = tmp_path / "work"
-    folder.mkdir()
-    return folder
-
-
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory) -> dict[str, Path]:
     """A Sentinel-1 scene in dB and a six-band reflectance scene, both with a nodata hole."""
