@@ -180,7 +180,7 @@ class TestFolder:
         def disk_full(*args, **kwargs):
             raise OSError("No space left on device")
 
-        monkeypatch.setattr(pretrained, "save_file", disk_full)
+        monkeypatch.setattr(pretrained, "save_state_dict", disk_full)
         with pytest.raises(OSError, match="No space left"):
             model.save_pretrained(tmp_path / "m")
         assert list(tmp_path.iterdir()) == [tmp_path / "empty"]

@@ -34,7 +34,6 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from .. import __version__
 from ..errors import (
@@ -46,6 +45,7 @@ from ..errors import (
     SavedModelNotFoundError,
 )
 from ..weights.catalog import CONFIG_FILENAME, KNOWN_MODELS, PRITHVI_600M
+from ..weights.conversion import save_state_dict
 from ..weights.discovery import find_checkpoint
 from ..weights.reading import StateDict, read_state_dict
 from . import _validation
@@ -123,7 +123,7 @@ def save_pretrained(model: PrithviSegmentation, folder: str | os.PathLike, inclu
         }
 
     def write(target: Path) -> None:
-        save_file(_unshared(weights), target / WEIGHTS_FILENAME, metadata={"format": "pt"})
+        save_state_dict(weights, target / WEIGHTS_FILENAME)
         encoder = model.model.encoder
         if _is_peft_model(encoder):
             encoder.save_pretrained(str(target))
@@ -368,24 +368,10 @@ def _write_base_copy(base: Path, target: Path) -> None:
     target.mkdir()
     state = read_state_dict(base)
     encoder = {key: state[key] for key in _encoder_keys(state)}
-    save_file(_unshared(encoder), target / f"{spec.stem}.safetensors", metadata={"format": "pt"})
+    save_state_dict(encoder, target / f"{spec.stem}.safetensors")
     base_config = base.parent / CONFIG_FILENAME
     if base_config.is_file():
         shutil.copyfile(base_config, target / CONFIG_FILENAME)
-
-
-def _unshared(state: StateDict) -> StateDict:
-    """Contiguous CPU tensors, each with its own storage (safetensors refuses shared ones)."""
-    seen: set[int] = set()
-    out = {}
-    for key, value in state.items():
-        tensor = value.detach().to("cpu").contiguous()
-        pointer = tensor.untyped_storage().data_ptr()
-        if pointer in seen:
-            tensor = tensor.clone()
-        seen.add(tensor.untyped_storage().data_ptr())
-        out[key] = tensor
-    return out
 
 
 def _json_ready(value: Any, what: str) -> Any:

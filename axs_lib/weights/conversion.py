@@ -20,16 +20,25 @@ from .reading import ALIASES_METADATA, read_state_dict
 
 logger = logging.getLogger(__name__)
 
-def _without_aliases(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Store a tensor that appears under several names once (safetensors refuses shared memory).
 
-    Returns the tensors to write and ``{dropped name: kept name}``. Tensors that overlap in memory
-    without being the same view are copied instead.
-    """
+def save_state_dict(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Write ``state_dict`` to the safetensors file ``path``, as :func:`~axs_lib.weights.reading.read_state_dict`
+    reads it back: a tensor under several names (tied weights) is stored once and its other names recorded
+    in the header; tensors that overlap in memory otherwise (safetensors refuses shared memory) are copied."""
+    tensors, aliases = _without_aliases(state_dict)
+    header = {"format": "pt", **(metadata or {})}
+    if aliases:
+        header[ALIASES_METADATA] = json.dumps(aliases)
+    save_file(tensors, path, metadata=header)
+
+
+def _without_aliases(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors to write, on the CPU, and ``{dropped name: kept name}`` for tensors stored once."""
     kept: dict[tuple, str] = {}
     storages: set[int] = set()
     tensors, aliases = {}, {}
     for key, tensor in state_dict.items():
+        tensor = tensor.detach().cpu()
         view = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride(), tensor.dtype)
         if view in kept:
             aliases[key] = kept[view]
@@ -58,18 +67,14 @@ def convert_to_safetensors(source: Path, *, force: bool = False) -> Path:
     state_dict = read_state_dict(source)
     stat = source.stat()
     metadata = {
-        "format": "pt",
         SOURCE: source.name,
         SIZE: str(stat.st_size),
         MTIME: str(stat.st_mtime_ns),
         SHA256: sha256_of(source),
     }
-    tensors, aliases = _without_aliases(state_dict)
-    if aliases:
-        metadata[ALIASES_METADATA] = json.dumps(aliases)
     temporary = target.with_name(f".{target.stem}.{os.getpid()}.partial.safetensors")
     try:
-        save_file(tensors, temporary, metadata=metadata)
+        save_state_dict(state_dict, temporary, metadata)
         _verify_round_trip(temporary, state_dict)
         os.replace(temporary, target)
     finally:
