@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -25,11 +26,12 @@ def tf32_settings_restored():
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
-def test_code_examples_run(page, tiny_weights, use_weights, tf32_settings_restored):
+def test_code_examples_run(page, tiny_weights, use_weights, tf32_settings_restored, tmp_path, monkeypatch):
     blocks = [textwrap.dedent(block) for _, block in PYTHON_BLOCK.findall(page.read_text())]
     if page.name in ("model_registration.md", "api.md", "README.md"):
         assert blocks, f"{page.name} should show runnable examples"
     use_weights(tiny_weights)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # examples' tempfile.mkdtemp() folders go with the test
     namespace: dict = {}
     for number, block in enumerate(blocks, 1):
         exec(compile(block, f"{page.name}[python block {number}]", "exec"), namespace)
