@@ -128,6 +128,7 @@ def run_worker(source: Path, output: Path, *extra: str, launcher: tuple[str, ...
     return subprocess.Popen(
         [sys.executable, *launcher, str(WORKER), str(source), str(output), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=output.parent,
+        env={**os.environ, "TMPDIR": str(output.parent)},  # torchrun's own temp folders go with the test
     )
 
 
