@@ -18,9 +18,10 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointMismatchError, NotASavedModelError
+from ..errors import NotASavedModelError
 from ..weights.catalog import KNOWN_MODELS, PRITHVI_600M
 from ..weights.discovery import find_checkpoint
+from .loading import check_saved_tensors
 from .prithvi import PrithviSegmentation
 from .pretrained import ENCODER_PREFIX, PRITHVI_BACKBONES, build_from_recipe
 
@@ -103,15 +104,7 @@ def load_lightning_checkpoint(
         "EncoderDecoderFactory", run.model_args, pretrained=True, checkpoint_path=base.path, device=device, dtype=dtype
     )
     expected = model.state_dict()
-    missing = [key for key in expected if key not in run.state_dict]
-    unexpected = [key for key in run.state_dict if key not in expected]
-    mismatched = [
-        f"{key} (checkpoint {list(value.shape)}, model {list(expected[key].shape)})"
-        for key, value in run.state_dict.items()
-        if key in expected and value.shape != expected[key].shape
-    ]
-    if missing or unexpected or mismatched:
-        raise CheckpointMismatchError(path, "Prithvi segmentation model", missing, unexpected, mismatched)
+    check_saved_tensors(run.state_dict, expected, required=expected, source=path, model_name="Prithvi segmentation model")
     frozen = {name for name, parameter in model.named_parameters() if not parameter.requires_grad}
     encoder_is_base = all(
         torch.equal(expected[key], run.state_dict[key].to(expected[key].dtype))

@@ -7,7 +7,7 @@ checkpoint tensors are then assigned in place, so no second copy of the weights 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,6 +183,31 @@ def _check_exact(
         elif value.shape != target.shape:
             mismatched.append(f"{key} (checkpoint {list(value.shape)}, model {list(target.shape)})")
     unexpected = [key for key in state_dict if key not in expected]
+    if missing or unexpected or mismatched:
+        raise CheckpointMismatchError(source, model_name, missing, unexpected, mismatched)
+
+
+def check_saved_tensors(
+    found: Mapping[str, torch.Tensor],
+    expected: Mapping[str, torch.Tensor],
+    *,
+    required: Iterable[str],
+    source: Path,
+    model_name: str,
+) -> None:
+    """A saved state dict fits ``expected`` (the model's own tensors): every ``required`` key present, no
+    key the model lacks, every shape right.
+
+    Raises:
+        CheckpointMismatchError: naming ``source`` and the offending keys.
+    """
+    missing = [key for key in required if key not in found]
+    unexpected = [key for key in found if key not in expected]
+    mismatched = [
+        f"{key} (checkpoint {list(value.shape)}, model {list(expected[key].shape)})"
+        for key, value in found.items()
+        if key in expected and value.shape != expected[key].shape
+    ]
     if missing or unexpected or mismatched:
         raise CheckpointMismatchError(source, model_name, missing, unexpected, mismatched)
 

@@ -50,8 +50,8 @@ from ..weights.discovery import find_checkpoint
 from ..weights.reading import StateDict, read_state_dict
 from . import _validation
 from ._terratorch import terratorch_module
-from .loading import place
-from .prithvi import BuildRecipe, PrithviSegmentation, build_prithvi_600
+from .loading import check_saved_tensors, place
+from .prithvi import BuildRecipe, PrithviSegmentation, build_prithvi_600, patch_embedding
 
 logger = logging.getLogger(__name__)
 
@@ -197,9 +197,6 @@ def build_from_recipe(
         model_args["backbone_ckpt_path"] = str(checkpoint_path)
     encoder_decoder = terratorch_module("models.encoder_decoder_factory").EncoderDecoderFactory()
     pixel_model = encoder_decoder.build_model(task="segmentation", **model_args)
-    patch_embedding = next(
-        module for name, module in pixel_model.named_modules() if name.endswith("patch_embed.proj")
-    )
     recipe = BuildRecipe(
         factory=factory,
         arguments=dict(arguments),
@@ -207,7 +204,10 @@ def build_from_recipe(
         checkpoint_path=None if checkpoint_path is None else str(checkpoint_path),
     )
     model = PrithviSegmentation(
-        pixel_model, in_channels=patch_embedding.in_channels, num_classes=arguments["num_classes"], build_recipe=recipe
+        pixel_model,
+        in_channels=patch_embedding(pixel_model).in_channels,
+        num_classes=arguments["num_classes"],
+        build_recipe=recipe,
     )
     return place(model, device, dtype)
 
@@ -292,20 +292,9 @@ def _load_saved_weights(
     if not weights_path.is_file():
         raise NotASavedModelError(folder, f"{WEIGHTS_FILENAME} is missing")
     saved = read_state_dict(weights_path, device, dtype)
-    expected = model.state_dict()
-    required = [
-        key for key in expected
-        if not _is_adapter_key(key) and not (base_covers_encoder and key.startswith(ENCODER_PREFIX))
-    ]
-    unexpected = [key for key in saved if key not in expected or _is_adapter_key(key)]
-    mismatched = [
-        f"{key} (checkpoint {list(value.shape)}, model {list(expected[key].shape)})"
-        for key, value in saved.items()
-        if key in expected and value.shape != expected[key].shape
-    ]
-    missing = [key for key in required if key not in saved]
-    if missing or unexpected or mismatched:
-        raise CheckpointMismatchError(weights_path, "Prithvi segmentation model", missing, unexpected, mismatched)
+    expected = {key: value for key, value in model.state_dict().items() if not _is_adapter_key(key)}
+    required = [key for key in expected if not (base_covers_encoder and key.startswith(ENCODER_PREFIX))]
+    check_saved_tensors(saved, expected, required=required, source=weights_path, model_name="Prithvi segmentation model")
     model.load_state_dict(saved, strict=False)
     _load_adapter(model, folder, device, dtype)
 
@@ -326,15 +315,7 @@ def _load_adapter(model: PrithviSegmentation, folder: Path, device: torch.device
     adapter = {
         key: value.to(dtype) for key, value in load_peft_weights(str(folder), device=str(device)).items()
     }
-    missing = [key for key in expected if key not in adapter]
-    unexpected = [key for key in adapter if key not in expected]
-    mismatched = [
-        f"{key} (checkpoint {list(value.shape)}, model {list(expected[key].shape)})"
-        for key, value in adapter.items()
-        if key in expected and value.shape != expected[key].shape
-    ]
-    if missing or unexpected or mismatched:
-        raise CheckpointMismatchError(adapter_path, "the LoRA adapters", missing, unexpected, mismatched)
+    check_saved_tensors(adapter, expected, required=expected, source=adapter_path, model_name="the LoRA adapters")
     set_peft_model_state_dict(encoder, adapter)
 
 

@@ -75,7 +75,7 @@ class PrithviSegmentation(nn.Module):
         self.model = model
         self.in_channels = in_channels
         self.num_classes = num_classes
-        self.patch_size = _patch_size_of(model)
+        self.patch_size = int(patch_embedding(model).kernel_size[-1])
         self.build_recipe = build_recipe
 
     @property
@@ -142,9 +142,9 @@ class BuildRecipe:
     encoder_is_base: bool = True
 
 
-def _patch_size_of(model: nn.Module) -> int:
-    projection = next(module for name, module in model.named_modules() if name.endswith("patch_embed.proj"))
-    return int(projection.kernel_size[-1])
+def patch_embedding(model: nn.Module) -> nn.Module:
+    """The encoder's patch-embedding projection (a convolution) inside a TerraTorch Prithvi model."""
+    return next(module for name, module in model.named_modules() if name.endswith("patch_embed.proj"))
 
 
 def build_prithvi_600(
