@@ -31,6 +31,27 @@ def trainable(model: nn.Module) -> dict[str, int]:
     return {name: p.numel() for name, p in model.named_parameters() if p.requires_grad}
 
 
+def eval_modules_in_training_forwards(model: nn.Module) -> list[list[str]]:
+    """Record, at each forward of ``model`` that records gradients, the names of its submodules in eval mode."""
+    seen: list[list[str]] = []
+
+    def record(module: nn.Module, args: tuple) -> None:
+        if torch.is_grad_enabled():
+            seen.append([name for name, submodule in module.named_modules() if not submodule.training])
+
+    model.register_forward_pre_hook(record)
+    return seen
+
+
+def fit_two_steps(task, samples: list[dict]) -> None:
+    """Lightning's ``Trainer.fit`` for two steps of batch 2 on the CPU, quietly, without validation."""
+    import lightning.pytorch as pl
+
+    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(task, train_dataloaders=torch.utils.data.DataLoader(samples, batch_size=2))
+
+
 def run_benchmark(script: str, *arguments: str) -> subprocess.CompletedProcess:
     """Run ``benchmarks/<script>`` in a fresh process, offline; fail with its output's tail if it fails."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / script

@@ -21,6 +21,7 @@ from axs_lib.models import (
 )
 from axs_lib.models.pretrained import MODEL_TYPE, base_fingerprint
 from axs_lib.weights.catalog import PRITHVI_600M, TERRAMIND_LARGE
+from helpers import eval_modules_in_training_forwards, fit_two_steps
 from tiny_weights import write_tiny_weights, prithvi_state_dict
 
 TILE = 28
@@ -256,18 +257,15 @@ class TestTrainingInterfaces:
         out.output.sum().backward()
         assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
-    def test_a_terratorch_task_trains_the_model_and_it_saves_like_any_other(self, weights, images, tmp_path):
-        import lightning.pytorch as pl
+    def test_a_terratorch_task_trains_the_model_in_training_mode_and_it_saves_like_any_other(self, weights, images, tmp_path):
         from terratorch.tasks import SemanticSegmentationTask
 
-        model = build_prithvi_600(num_classes=2, img_size=TILE)
+        model = build_prithvi_600(num_classes=2, img_size=TILE).train()  # Lightning keeps the mode it is given
         head_before = model.model.head.head[-1].weight.detach().clone()
         task = SemanticSegmentationTask(model=model, model_args={"num_classes": 2}, loss="ce", ignore_index=-1, lr=1e-2)
-        samples = [{"image": image, "mask": torch.randint(0, 2, (TILE, TILE))} for image in torch.cat([images, images])]
-        batches = torch.utils.data.DataLoader(samples, batch_size=2)
-        trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False)
-        trainer.fit(task, train_dataloaders=batches)
+        in_eval = eval_modules_in_training_forwards(model)
+        fit_two_steps(task, [{"image": image, "mask": torch.randint(0, 2, (TILE, TILE))} for image in torch.cat([images, images])])
+        assert in_eval == [[], []], "every module trains in training mode"
         assert not torch.equal(model.model.head.head[-1].weight, head_before)
         model.eval()
         reloaded = PrithviSegmentation.from_pretrained(model.save_pretrained(tmp_path / "m"))

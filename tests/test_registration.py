@@ -21,6 +21,7 @@ from axs_lib.models import (
     register_all_models,
 )
 from axs_lib.models import registration
+from helpers import eval_modules_in_training_forwards, fit_two_steps
 
 REGISTRIES = {"backbone": BACKBONE_REGISTRY, "full_model": FULL_MODEL_REGISTRY}
 
@@ -90,6 +91,32 @@ def test_a_terratorch_encoder_decoder_config_can_name_the_backbone(weights):
         num_classes=2,
     )
     assert model(torch.randn(2, 6, 56, 56)).output.shape == (2, 2, 56, 56)
+
+
+@pytest.mark.parametrize("entry", [e for e in REGISTERED_NAMES if e.alias_of is None], ids=lambda entry: entry.name)
+def test_registered_names_build_in_training_mode_as_terratorchs_own_builders_do(weights, entry):
+    kwargs = {"img_size": 56} if "prithvi" in entry.name else {}
+    model = REGISTRIES[entry.registry].build(entry.name, **kwargs)
+    assert all(module.training for module in model.modules())
+
+
+def test_a_task_built_from_a_config_trains_every_module_in_training_mode(weights):
+    from terratorch.tasks import SemanticSegmentationTask
+
+    task = SemanticSegmentationTask(
+        model_factory="EncoderDecoderFactory",
+        model_args={
+            "backbone": "axs_prithvi_eo_v2_600", "backbone_pretrained": True, "backbone_img_size": 28,
+            "necks": [{"name": "SelectIndices", "indices": [1, 3]}, {"name": "ReshapeTokensToImage"}],
+            "decoder": "FCNDecoder", "num_classes": 2,
+            "peft_config": {"method": "LORA", "replace_qkv": "qkv", "peft_config_kwargs": {
+                "r": 4, "lora_alpha": 8, "lora_dropout": 0.5, "target_modules": ["qkv.q_linear", "qkv.v_linear"]}},
+        },
+        loss="ce", ignore_index=-1,
+    )
+    in_eval = eval_modules_in_training_forwards(task.model)
+    fit_two_steps(task, [{"image": torch.randn(6, 28, 28), "mask": torch.randint(0, 2, (28, 28))} for _ in range(4)])
+    assert in_eval == [[], []], "LoRA dropout and the encoder train in training mode"
 
 
 def test_missing_weights_surface_as_the_clear_error_not_terratorch_fallbacks():

@@ -170,7 +170,8 @@ def build_prithvi_600(
     TerraTorch does, so ``img_size`` need not be a multiple of 14.
 
     The model is returned in eval mode, as transformers' ``from_pretrained`` does: call ``model.train()``
-    before fine-tuning in a plain loop (Lightning does it itself).
+    before fine-tuning, in a plain loop and before Lightning's ``trainer.fit`` alike (Lightning keeps the mode
+    it is given).
 
     Args:
         pretrained: load the local Prithvi checkpoint; ``False`` gives random weights without disk access.

@@ -2,6 +2,10 @@
 
 Each registered name is a small class whose ``__new__`` returns the model a factory builds, so TerraTorch
 sees an ordinary constructor (``Registry.register`` keys by ``__name__``).
+
+Models built through TerraTorch's registries come back in training mode, as TerraTorch's own builders return
+them: TerraTorch's factories and tasks build training models from them, and Lightning (2.2 and later) trains
+each module in the mode it finds it in. The Python factories return eval mode instead, as transformers does.
 """
 
 from __future__ import annotations
@@ -124,7 +128,7 @@ def _wrapper_class(entry: RegisteredName) -> type:
         if accepted is not None:
             _validation.known_keywords(kwargs, accepted, entry.name)
         try:
-            return factory(*args, **kwargs)
+            return factory(*args, **kwargs).train()
         except AxsModelError:
             raise
         except Exception as error:

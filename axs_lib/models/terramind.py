@@ -213,7 +213,7 @@ def build_terramind_backbone(
         modalities: raw image modalities among ``BACKBONE_MODALITIES``.
         pretrained: load the local TerraMind checkpoint; ``False`` gives random weights.
         freeze: no parameter requires grad. Either way the model is returned in eval mode; call
-            ``model.train()`` to fine-tune it in a plain loop (Lightning does it itself).
+            ``model.train()`` before fine-tuning it, in a plain loop and before Lightning's ``fit`` alike.
         checkpoint_path: TerraMind's file or folder, instead of searching the default locations.
         device: where the weights are loaded (default CPU).
         dtype: ``torch.float32`` (default: as stored), ``torch.float16``, ``torch.bfloat16`` or a name such
