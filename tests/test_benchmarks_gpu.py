@@ -1,4 +1,9 @@
-"""``benchmarks/gpu.py`` runs end to end on CPU with the tiny checkpoints and prints its three parts."""
+"""``benchmarks/gpu.py`` runs end to end on CPU with the tiny checkpoints and prints its three parts.
+
+One run covers every code path: float32 (where stock TerraTorch's generator works) and bfloat16 (where it
+fails), the compiled variants, and ``--dtypes`` leaving the other dtypes out. float16 is left out because
+its matrix products are very slow on CPU (it tripled the run's time) and add no code path.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DTYPES = ("fp32", "fp16", "bf16")
+DTYPES = ("fp32", "bf16")
 
 
 def table_rows(output: str, header_start: str) -> list[list[str]]:
@@ -31,10 +36,10 @@ def is_number(cell: str) -> bool:
         return False
 
 
-def test_tiny_cpu_run_prints_generation_prithvi_and_flops_tables(tmp_path):
+def test_tiny_cpu_run_prints_generation_prithvi_and_flops_tables_for_the_dtypes_asked(tmp_path):
     results = tmp_path / "results.json"
     command = [sys.executable, "benchmarks/gpu.py", "--device", "cpu", "--tiny", "--iters", "1", "--compile"]
-    command += ["--json", str(results)]
+    command += ["--dtypes", ",".join(DTYPES), "--json", str(results)]
     run = subprocess.run(
         command, cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600
     )
@@ -58,10 +63,10 @@ def test_tiny_cpu_run_prints_generation_prithvi_and_flops_tables(tmp_path):
     assert [row[:2] for row in prithvi] == [["inference", d] for d in DTYPES for _ in range(3)] + [
         ["training", d] for d in DTYPES for _ in range(7)
     ]
-    assert [row[2] for row in prithvi if row[2].endswith("compile")] == ["LoRA r8, compile"] * 6
+    assert [row[2] for row in prithvi if row[2].endswith("compile")] == ["LoRA r8, compile"] * 2 * len(DTYPES)
     assert all(row[4] == "n/a" and is_number(row[5]) and is_number(row[6]) for row in prithvi)
     with_stock = [row for row in prithvi if "checkpointing" not in row[2]]
-    assert len(with_stock) == 24 and all(is_number(row[8]) for row in with_stock)
+    assert len(with_stock) == 8 * len(DTYPES) and all(is_number(row[8]) for row in with_stock)
 
     matmuls = table_rows(output, "| matmul | TFLOP/s |")
     assert [row[0].split(" ")[0] for row in matmuls] == ["bf16", "fp32", "fp32+tf32"]
@@ -80,15 +85,3 @@ def test_tiny_cpu_run_prints_generation_prithvi_and_flops_tables(tmp_path):
 
     assert {"settings", "generation", "prithvi", "flops"} <= set(json.loads(results.read_text()))
 
-
-def test_dtypes_restrict_the_generation_and_prithvi_parts():
-    command = [sys.executable, "benchmarks/gpu.py", "--device", "cpu", "--tiny", "--iters", "1", "--dtypes", "fp16,bf16"]
-    command += ["--only", "generation", "--only", "prithvi"]
-    run = subprocess.run(
-        command, cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600
-    )
-    assert run.returncode == 0, run.stderr[-4000:]
-    generation = table_rows(run.stdout, "| dtype | timesteps |")
-    prithvi = table_rows(run.stdout, "| mode | dtype | variant |")
-    assert {row[0] for row in generation} == {row[1] for row in prithvi} == {"fp16", "bf16"}
-    assert "## Prithvi encoder" not in run.stdout

@@ -85,16 +85,6 @@ def test_setup_rejects_unknown_model_names(cli_env, isolated_search):
     assert "invalid choice: 'Prithvi-9000'" in result.stderr
 
 
-def test_importing_the_library_prints_nothing(tmp_path, cli_env):
-    result = subprocess.run(
-        [sys.executable, "-c", "import axs_lib.models"], cwd=tmp_path, capture_output=True, text=True,
-        env={**os.environ, **cli_env, "HF_HUB_OFFLINE": "1"}, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == ""
-    assert "axs_lib" not in result.stderr
-
-
 @pytest.mark.parametrize(
     "arguments",
     [["--help"], ["--convert-only"], ["--models", "Prithvi-EO-2.0-600M"]],
