@@ -90,7 +90,8 @@ class CheckpointMismatchError(AxsModelError, ValueError):
         ):
             if keys:
                 more = f" (+{len(keys) - self.SHOWN} more)" if len(keys) > self.SHOWN else ""
-                parts.append(f"  {len(keys)} keys {label}: {', '.join(keys[: self.SHOWN])}{more}")
+                noun = "key" if len(keys) == 1 else "keys"
+                parts.append(f"  {len(keys)} {noun} {label}: {', '.join(keys[: self.SHOWN])}{more}")
         question = (
             f"The file looks like {looks_like}: pass that model's file instead."
             if looks_like

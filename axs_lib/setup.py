@@ -21,8 +21,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.pop(0)  # run as a script: do not let this folder's modules shadow installed top-level ones
 
-from axs_lib.weights.catalog import KNOWN_MODELS, ModelSpec
+from axs_lib.weights.catalog import CONVERTED_FILENAME, KNOWN_MODELS, ModelSpec
 from axs_lib.weights.discovery import PROJECT_WEIGHTS_DIR, setup_command
+from axs_lib.weights.provenance import conversion_is_current
 
 logger = logging.getLogger("axs_lib.setup")
 
@@ -37,10 +38,17 @@ def download(spec: ModelSpec, weights_dir: Path) -> Path:
 
 
 def convert(spec: ModelSpec, weights_dir: Path, *, force: bool = False) -> Path | None:
-    """Convert the downloaded ``.pt`` of ``spec`` to ``model.safetensors``; ``None`` when it is not downloaded."""
+    """Convert the downloaded ``.pt`` of ``spec`` to ``model.safetensors``; ``None`` when it is not downloaded.
+
+    An up-to-date conversion is recognised from its header alone, without importing torch.
+    """
     source = weights_dir / spec.name / spec.filename
     if not source.is_file():
         return None
+    target = source.with_name(CONVERTED_FILENAME)
+    if not force and conversion_is_current(target, source):
+        logger.info("%s is up to date with %s", target, source.name)
+        return target
     from axs_lib.weights.conversion import convert_to_safetensors
 
     return convert_to_safetensors(source, force=force)

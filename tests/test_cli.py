@@ -91,9 +91,23 @@ def test_setup_rejects_unknown_model_names(cli_env, isolated_search):
     ids=["help", "convert-only", "failed-download"],
 )
 def test_the_weights_tool_imports_neither_terratorch_nor_the_models(tmp_path, arguments):
+    assert heavy_modules_imported_by_setup([*arguments, "--weights-dir", str(tmp_path)]) == []
+
+
+def test_an_up_to_date_conversion_is_recognised_without_importing_torch(weights_copy):
+    from axs_lib.models import convert_to_safetensors
+
+    convert_to_safetensors(weights_copy / "Prithvi-EO-2.0-600M" / "Prithvi_EO_V2_600M.pt")
+    arguments = ["--convert-only", "--models", "Prithvi-EO-2.0-600M", "--weights-dir", str(weights_copy)]
+    assert heavy_modules_imported_by_setup(arguments) == []
+
+
+def heavy_modules_imported_by_setup(arguments: list[str]) -> list[str]:
+    """Run ``axs_lib/setup.py`` with ``arguments`` in a fresh process (Hub unreachable); which of TerraTorch, torch
+    and the model code it imported."""
     probe = (
         "import runpy, sys\n"
-        f"sys.argv = ['axs-setup', *{arguments!r}, '--weights-dir', {str(tmp_path)!r}]\n"
+        f"sys.argv = ['axs-setup', *{arguments!r}]\n"
         "try:\n    runpy.run_path('axs_lib/setup.py', run_name='__main__')\n"
         "except SystemExit:\n    pass\n"
         "print(sorted(name for name in ('terratorch', 'torch', 'axs_lib.models') if name in sys.modules))"
@@ -101,7 +115,7 @@ def test_the_weights_tool_imports_neither_terratorch_nor_the_models(tmp_path, ar
     environment = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=environment, capture_output=True, text=True,
                             timeout=120)
-    assert result.stdout.splitlines()[-1] == "[]", result.stderr
+    return json.loads(result.stdout.splitlines()[-1].replace("'", '"')) if result.stdout else [result.stderr]
 
 
 @pytest.mark.parametrize("script", ["axs-setup", "axs-register-models"])

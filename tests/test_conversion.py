@@ -79,6 +79,21 @@ def test_a_copied_source_with_a_new_mtime_still_matches_by_hash(prithvi_pt):
     assert provenance.is_current(converted, prithvi_pt)
 
 
+def test_a_copied_source_is_hashed_once_not_at_every_load(prithvi_pt, monkeypatch):
+    converted = convert_to_safetensors(prithvi_pt)
+    os.utime(prithvi_pt, ns=(0, 0))
+    hashed = []
+    real_sha256 = provenance.sha256_of
+    monkeypatch.setattr(provenance, "sha256_of", lambda path: hashed.append(path) or real_sha256(path))
+    for _ in range(3):
+        assert find_checkpoint(SPEC, prithvi_pt.parent).path == converted
+    assert hashed == [prithvi_pt]
+    state = checkpoint(prithvi_pt)
+    state["encoder.norm.weight"] = state["encoder.norm.weight"] + 1
+    torch.save(state, prithvi_pt)
+    assert find_checkpoint(SPEC, prithvi_pt.parent).path == prithvi_pt, "an edited file is not taken for the verified copy"
+
+
 def test_a_conversion_of_another_file_in_a_shared_folder_is_not_used(prithvi_pt, tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()

@@ -98,7 +98,7 @@ def test_an_incomplete_checkpoint_is_refused(weights_copy):
     state = checkpoint(path)
     del state["encoder.3.mlp.fc1.weight"]
     torch.save(state, path)
-    with pytest.raises(CheckpointMismatchError, match=r"1 keys missing from the checkpoint: encoder\.3\.mlp\.fc1\.weight"):
+    with pytest.raises(CheckpointMismatchError, match=r"1 key missing from the checkpoint: encoder\.3\.mlp\.fc1\.weight"):
         build_terramind_backbone(checkpoint_path=path)
 
 

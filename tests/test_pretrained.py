@@ -213,7 +213,7 @@ class TestRefusals:
         saved = load_file(folder / "model.safetensors")
         dropped = next(key for key in saved if key.startswith("model.head."))
         save_file({key: value for key, value in saved.items() if key != dropped}, folder / "model.safetensors")
-        with pytest.raises(CheckpointMismatchError, match="1 keys missing from the checkpoint") as error:
+        with pytest.raises(CheckpointMismatchError, match="1 key missing from the checkpoint") as error:
             PrithviSegmentation.from_pretrained(folder)
         assert dropped in str(error.value)
         (folder / "adapter_model.safetensors").unlink()

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from .catalog import CONVERTED_FILENAME
 from ..errors import CorruptCheckpointError
-from .provenance import MTIME, SHA256, SIZE, SOURCE, is_current, sha256_of
+from .provenance import MTIME, SHA256, SIZE, SOURCE, conversion_is_current, sha256_of
 from .reading import ALIASES_METADATA, read_state_dict
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def convert_to_safetensors(source: Path, *, force: bool = False) -> Path:
     """
     source = Path(source)
     target = source.with_name(CONVERTED_FILENAME)
-    if not force and target.exists() and _is_current(target, source):
+    if not force and conversion_is_current(target, source):
         logger.info("%s is up to date with %s", target, source.name)
         return target
 
@@ -81,15 +81,6 @@ def convert_to_safetensors(source: Path, *, force: bool = False) -> Path:
         temporary.unlink(missing_ok=True)
     logger.info("converted %s -> %s (%d tensors)", source, target, len(state_dict))
     return target
-
-
-def _is_current(converted: Path, source: Path) -> bool:
-    """:func:`is_current`; ``False`` for a damaged conversion, which is then written again."""
-    try:
-        return is_current(converted, source)
-    except CorruptCheckpointError as error:
-        logger.warning("%s\nConverting again.", error)
-        return False
 
 
 def _verify_round_trip(written: Path, expected: dict[str, torch.Tensor]) -> None:

@@ -3,6 +3,11 @@
 A conversion records its source file (name, size, mtime, SHA-256) in the safetensors header metadata.
 The header is read as plain JSON (8-byte length, then the header), so telling a current conversion from a
 stale or damaged one needs neither torch nor the tensors.
+
+A source whose modification time changed (copied without keeping times) is compared by SHA-256 once; when it
+matches, ``.<conversion name>.verified.json`` beside the conversion remembers its new size and modification
+time, so later loads do not hash it again. The record is best effort: where the folder is read-only the
+source is hashed at each load, and a log line at INFO level says so.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import struct
 from pathlib import Path
 
@@ -74,8 +80,11 @@ def converted_from(converted: Path) -> str | None:
 def is_current(converted: Path, source: Path) -> bool:
     """Whether ``converted`` holds the same weights as ``source``.
 
-    Same size and modification time as recorded means current without reading ``source``; a file whose
-    modification time changed (a copy) is compared by SHA-256.
+    Same size and modification time as recorded (or as last verified) means current without reading
+    ``source``; a file whose modification time changed (a copy) is compared by SHA-256, once.
+
+    Raises:
+        CorruptCheckpointError: ``converted`` is damaged (see :func:`safetensors_metadata`).
     """
     record = conversion_record(converted)
     if record.get(SOURCE) != source.name:
@@ -83,7 +92,44 @@ def is_current(converted: Path, source: Path) -> bool:
     stat = source.stat()
     if record.get(SIZE) != str(stat.st_size):
         return False
-    if record.get(MTIME) == str(stat.st_mtime_ns):
+    seen = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": record.get(SHA256)}
+    if record.get(MTIME) == str(stat.st_mtime_ns) or _verified_copy(converted) == seen:
         return True
     logger.info("checking %s against its conversion by SHA-256 (its modification time changed)", source)
-    return record.get(SHA256) == sha256_of(source)
+    if record.get(SHA256) != sha256_of(source):
+        return False
+    _remember_verified_copy(converted, seen)
+    return True
+
+
+def conversion_is_current(converted: Path, source: Path) -> bool:
+    """:func:`is_current`, ``False`` when there is no conversion or it is damaged (then it is to be written again)."""
+    if not converted.is_file():
+        return False
+    try:
+        return is_current(converted, source)
+    except CorruptCheckpointError as error:
+        logger.warning("%s\nConverting again.", error)
+        return False
+
+
+def _verified_copy_path(converted: Path) -> Path:
+    return converted.with_name(f".{converted.name}.verified.json")
+
+
+def _verified_copy(converted: Path) -> dict | None:
+    try:
+        return json.loads(_verified_copy_path(converted).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _remember_verified_copy(converted: Path, seen: dict) -> None:
+    path = _verified_copy_path(converted)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(json.dumps(seen))
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        logger.info("cannot record that %s was verified (%s); it will be hashed again at the next load", converted, error)
