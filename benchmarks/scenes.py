@@ -4,7 +4,8 @@ For each scene size it writes a two-band float32 GeoTIFF of noise, then, each in
 
 - **streamed**: ``axs_lib.scenes.stream_model`` with a small convolutional stand-in model (2 -> 16 -> 12
   channels, 3x3 kernels; the tiny-weights scale: the model's own memory is negligible, so what is measured
-  is the engine's), ``--tile`` 224, ``--overlap`` 32, ``--batch-size`` 8, float32 12-band output;
+  is the engine's), ``--tile`` 224, ``--overlap`` 32, ``--batch-size`` 8, float32 12-band output, then the
+  RGB quick-look PNG that ``sar-to-optical`` writes, from that output;
 - **stock** (sizes up to ``--stock-max``): the scene read whole, TerraTorch's ``tiled_inference`` (crop 224,
   stride 192, delta 16, batch 8) and the output written whole.
 
@@ -67,17 +68,23 @@ def child_streamed(source: str, output: str) -> dict:
     import torch
 
     from axs_lib.scenes import plan_windows, stream_model
+    from axs_lib.scenes.quicklook import write_quicklook
+    from axs_lib.scenes.rasters import gdal_environment
 
     torch.set_num_threads(os.cpu_count() or 1)
     model = stand_in_model()
     started = time.perf_counter()
     stream_model(model, source, output, tile=TILE, overlap=OVERLAP, batch_size=BATCH)
     seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    with gdal_environment():
+        write_quicklook(Path(output), Path(output).with_suffix(".png"), (3, 2, 1))
+    quicklook_seconds = time.perf_counter() - started
     import rasterio
 
     with rasterio.open(source) as src:
         windows = len(plan_windows(src.height, src.width, TILE, OVERLAP))
-    return {"seconds": seconds, "windows": windows, "peak_rss_mb": peak_rss_mb()}
+    return {"seconds": seconds, "quicklook_seconds": quicklook_seconds, "windows": windows, "peak_rss_mb": peak_rss_mb()}
 
 
 def child_stock(source: str, output: str) -> dict:
@@ -148,17 +155,23 @@ def main() -> None:
             streamed = run_child("streamed", str(source), str(Path(folder) / f"streamed_{size}.tif"))
             stock = run_child("stock", str(source), str(Path(folder) / f"stock_{size}.tif")) if size <= args.stock_max else None
             rows.append((size, streamed, stock))
-            for path in Path(folder).glob(f"*_{size}.tif"):
+            for path in Path(folder).glob(f"*_{size}.*"):
                 path.unlink()
-    print("| scene | windows | streamed peak RSS (MB) | streamed windows/s | stock peak RSS (MB) | stock s | RSS stock ÷ streamed |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| scene | windows | streamed peak RSS (MB) | streamed windows/s | quick-look s "
+        "| stock peak RSS (MB) | stock s | RSS stock ÷ streamed |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for size, streamed, stock in rows:
         rate = streamed["windows"] / streamed["seconds"]
         stock_cells = (
             f"{stock['peak_rss_mb']:.0f} | {stock['seconds']:.1f} | {stock['peak_rss_mb'] / streamed['peak_rss_mb']:.1f}"
             if stock else "not run | | "
         )
-        print(f"| {size}² | {streamed['windows']} | {streamed['peak_rss_mb']:.0f} | {rate:.1f} | {stock_cells} |")
+        print(
+            f"| {size}² | {streamed['windows']} | {streamed['peak_rss_mb']:.0f} | {rate:.1f} "
+            f"| {streamed['quicklook_seconds']:.1f} | {stock_cells} |"
+        )
     if args.generator:
         generator = run_child("generator", str(args.timesteps))
         print(

@@ -108,6 +108,26 @@ def test_bad_tiling_or_bands_are_refused_before_anything_is_written(scene, work,
     assert list(work.iterdir()) == []
 
 
+def test_the_quicklook_of_a_large_scene_is_every_step_th_pixel_read_strip_by_strip_with_nodata_black(work, monkeypatch):
+    from PIL import Image
+
+    from axs_lib.scenes import quicklook
+
+    monkeypatch.setattr(quicklook, "QUICKLOOK_MAX_SIDE", 40)
+    monkeypatch.setattr(quicklook, "STRIP_ROWS", 7)  # several strips, most not starting on a multiple of the step
+    data = np.random.default_rng(2).uniform(0, 1000, (3, 100, 130))
+    data[:, 10:30, 20:50] = NODATA
+    quicklook.write_quicklook(write_raster(work / "rgb.tif", data), work / "rgb.png", (0, 1, 2))
+
+    png = np.asarray(Image.open(work / "rgb.png"))
+    assert png.shape == (25, 33, 3), "130 columns shown at a step of 4 (the smallest that fits 40)"
+    hole = (data[0] == NODATA)[::4, ::4]
+    assert (png[hole] == 0).all() and png[~hole].any()
+    for channel in range(3):
+        shown, values = png[..., channel][~hole].astype(int), data[channel][::4, ::4][~hole]
+        assert (np.diff(shown[np.argsort(values)]) >= 0).all(), "each shown pixel is the scene's pixel at that step"
+
+
 def test_input_without_crs_is_refused(work):
     source = write_raster(work / "in.tif", np.zeros((2, 8, 8)), crs=None)
     with pytest.raises(InvalidSceneError, match="has no CRS"):
