@@ -65,6 +65,16 @@ def test_window_cores_partition_the_scene_and_keep_half_the_overlap_as_context(h
             window_end = core - inside.start + tile
             assert window_end >= size or tile - inside.stop >= overlap // 2, "context after the core, unless the window reaches the edge"
     assert (covered == 1).all()
+    rng = np.random.default_rng(height)
+    for _ in range(20):
+        top, left = int(rng.integers(0, height)), int(rng.integers(0, width))
+        rows, cols = int(rng.integers(1, height - top + 1)), int(rng.integers(1, width - left + 1))
+        expected = [
+            w for w in plan.windows
+            if w.core_row < top + rows and top < w.core_row + w.core_height
+            and w.core_col < left + cols and left < w.core_col + w.core_width
+        ]
+        assert plan.cores_overlapping(top, left, rows, cols) == expected
 
 
 def test_streamed_output_equals_the_whole_scene_result_away_from_the_edge(scene, work):
@@ -126,6 +136,19 @@ def test_the_quicklook_of_a_large_scene_is_every_step_th_pixel_read_strip_by_str
     for channel in range(3):
         shown, values = png[..., channel][~hole].astype(int), data[channel][::4, ::4][~hole]
         assert (np.diff(shown[np.argsort(values)]) >= 0).all(), "each shown pixel is the scene's pixel at that step"
+
+
+def test_the_output_is_written_block_by_block_so_it_is_no_larger_than_the_same_raster_written_at_once(work, monkeypatch):
+    from axs_lib.scenes import rasters
+
+    monkeypatch.setattr(rasters, "GDAL_CACHE_MB", 1)  # smaller than a row of output blocks, as on big scenes
+    source = write_raster(work / "in.tif", np.random.default_rng(3).normal(0, 1, (2, 600, 700)))
+    output = stream_model(convolution(), source, work / "out.tif", tile=64, overlap=16, batch_size=8)
+    with rasterio.open(output) as src:
+        profile, values = src.profile, src.read()
+    with rasterio.Env(GDAL_CACHEMAX=1), rasterio.open(work / "at-once.tif", "w", **profile) as dst:
+        dst.write(values)
+    assert output.stat().st_size <= 1.01 * (work / "at-once.tif").stat().st_size
 
 
 def test_input_without_crs_is_refused(work):

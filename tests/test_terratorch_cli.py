@@ -121,3 +121,19 @@ def test_frozen_weights_that_differ_from_the_base_are_saved_not_referred_to(trai
     with torch.no_grad():
         assert torch.equal(reloaded(images), model(images))
     assert torch.equal(reloaded.state_dict()[key], run["state_dict"][key])
+
+
+def test_the_lightning_checkpoint_segments_a_whole_scene_with_the_scene_command(trained_run, weights, tmp_path):
+    import numpy as np
+    import rasterio
+
+    from axs_lib.scenes.commands import main
+    from test_scenes import write_raster
+
+    _, _, checkpoint = trained_run
+    scene = write_raster(tmp_path / "hls.tif", np.random.default_rng(0).uniform(0, 4000, (6, 60, 75)))
+    assert main(["segment", str(scene), str(tmp_path / "classes.tif"), "--model", str(checkpoint),
+                 "--tile", str(TILE), "--overlap", "4", "--quiet"]) == 0
+    with rasterio.open(tmp_path / "classes.tif") as src:
+        classes = src.read(1)
+    assert classes.shape == (60, 75) and set(np.unique(classes)) <= {0, 1}

@@ -63,6 +63,19 @@ class WindowPlan:
     def __len__(self) -> int:
         return len(self.windows)
 
+    def cores_overlapping(self, top: int, left: int, height: int, width: int) -> list[Window]:
+        """The windows whose cores overlap the ``height`` x ``width`` rectangle at (``top``, ``left``), row by row.
+
+        Cores start every ``tile - overlap`` pixels along each axis, so this is arithmetic, not a search.
+        """
+        step = self.tile - self.overlap
+        columns = -(-self.width // step)
+        return [
+            self.windows[row * columns + column]
+            for row in range(top // step, (top + height - 1) // step + 1)
+            for column in range(left // step, (left + width - 1) // step + 1)
+        ]
+
 
 def check_tiling(tile: int, overlap: int, multiple_of: int = 1) -> None:
     """Refuse a tile that is not a positive multiple of ``multiple_of`` or an overlap of half the tile or more."""
