@@ -40,7 +40,8 @@ def download(spec: ModelSpec, weights_dir: Path) -> Path:
 def convert(spec: ModelSpec, weights_dir: Path, *, force: bool = False) -> Path | None:
     """Convert the downloaded ``.pt`` of ``spec`` to ``model.safetensors``; ``None`` when it is not downloaded.
 
-    An up-to-date conversion is recognised from its header alone, without importing torch.
+    An up-to-date conversion is recognised here from its header alone, before torch is imported; otherwise the
+    converter is told to convert without checking (and hashing) the source a second time.
     """
     source = weights_dir / spec.name / spec.filename
     if not source.is_file():
@@ -51,7 +52,7 @@ def convert(spec: ModelSpec, weights_dir: Path, *, force: bool = False) -> Path 
         return target
     from axs_lib.weights.conversion import convert_to_safetensors
 
-    return convert_to_safetensors(source, force=force)
+    return convert_to_safetensors(source, force=True)
 
 
 def _download_failure(error: BaseException, spec: ModelSpec, weights_dir: Path) -> str | None:

@@ -149,6 +149,22 @@ def test_convert_only_does_not_hash_files_that_did_not_change(weights_copy, monk
     assert "modification time changed" not in caplog.text
 
 
+def test_convert_only_redoes_a_stale_conversion_hashing_the_source_once_to_check_and_once_to_record(weights_copy, monkeypatch):
+    arguments = ["--convert-only", "--weights-dir", str(weights_copy), "--models", PRITHVI_600M]
+    assert setup_cli.main(arguments) == 0
+    source = weights_copy / PRITHVI_600M / SPEC.filename
+    state = checkpoint(source)
+    state["encoder.norm.weight"] = state["encoder.norm.weight"] + 1
+    torch.save(state, source)
+    hashed = []
+    real_sha256 = provenance.sha256_of
+    monkeypatch.setattr(provenance, "sha256_of", lambda path: hashed.append(path) or real_sha256(path))
+    monkeypatch.setattr(conversion, "sha256_of", provenance.sha256_of)
+    assert setup_cli.main(arguments) == 0
+    assert hashed == [source, source]
+    assert torch.equal(checkpoint(source.with_name(CONVERTED_FILENAME))["encoder.norm.weight"], state["encoder.norm.weight"])
+
+
 def test_a_damaged_conversion_is_written_again(prithvi_pt):
     converted = convert_to_safetensors(prithvi_pt)
     converted.write_bytes(converted.read_bytes()[:1000])
