@@ -110,12 +110,13 @@ def heavy_modules_imported_by_setup(arguments: list[str]) -> list[str]:
         f"sys.argv = ['axs-setup', *{arguments!r}]\n"
         "try:\n    runpy.run_path('axs_lib/setup.py', run_name='__main__')\n"
         "except SystemExit:\n    pass\n"
-        "print(sorted(name for name in ('terratorch', 'torch', 'axs_lib.models') if name in sys.modules))"
+        "import json\n"
+        "print(json.dumps(sorted(name for name in ('terratorch', 'torch', 'axs_lib.models') if name in sys.modules)))"
     )
     environment = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=environment, capture_output=True, text=True,
                             timeout=120)
-    return json.loads(result.stdout.splitlines()[-1].replace("'", '"')) if result.stdout else [result.stderr]
+    return json.loads(result.stdout.splitlines()[-1]) if result.stdout else [result.stderr]
 
 
 @pytest.mark.parametrize("script", ["axs-setup", "axs-register-models"])

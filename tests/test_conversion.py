@@ -22,6 +22,21 @@ def prithvi_pt(weights_copy):
     return weights_copy / PRITHVI_600M / SPEC.filename
 
 
+@pytest.fixture
+def hashed(monkeypatch) -> list:
+    """The files whose SHA-256 is computed from now on, in order: to check a conversion, or to record its source."""
+    files = []
+    real_sha256 = provenance.sha256_of
+
+    def counted(path):
+        files.append(path)
+        return real_sha256(path)
+
+    monkeypatch.setattr(provenance, "sha256_of", counted)
+    monkeypatch.setattr(conversion, "sha256_of", counted)
+    return files
+
+
 def test_conversion_writes_model_safetensors_that_the_loader_prefers(prithvi_pt):
     converted = convert_to_safetensors(prithvi_pt)
     assert converted == prithvi_pt.with_name(CONVERTED_FILENAME)
@@ -79,12 +94,10 @@ def test_a_copied_source_with_a_new_mtime_still_matches_by_hash(prithvi_pt):
     assert provenance.is_current(converted, prithvi_pt)
 
 
-def test_a_copied_source_is_hashed_once_not_at_every_load(prithvi_pt, monkeypatch):
+def test_a_copied_source_is_hashed_once_not_at_every_load(prithvi_pt, hashed):
     converted = convert_to_safetensors(prithvi_pt)
     os.utime(prithvi_pt, ns=(0, 0))
-    hashed = []
-    real_sha256 = provenance.sha256_of
-    monkeypatch.setattr(provenance, "sha256_of", lambda path: hashed.append(path) or real_sha256(path))
+    hashed.clear()
     for _ in range(3):
         assert find_checkpoint(SPEC, prithvi_pt.parent).path == converted
     assert hashed == [prithvi_pt]
@@ -138,28 +151,24 @@ def test_tied_weights_are_stored_once_and_come_back_under_both_names(weights_cop
     assert set(state) == set(checkpoint(source))
 
 
-def test_convert_only_does_not_hash_files_that_did_not_change(weights_copy, monkeypatch, caplog):
+def test_convert_only_does_not_hash_files_that_did_not_change(weights_copy, hashed, caplog):
     arguments = ["--convert-only", "--weights-dir", str(weights_copy), "--models", PRITHVI_600M]
     assert setup_cli.main(arguments) == 0
-    hashed = []
-    monkeypatch.setattr(provenance, "sha256_of", lambda path: hashed.append(path))
+    hashed.clear()
     caplog.clear()
     assert setup_cli.main(arguments) == 0
     assert hashed == []
     assert "modification time changed" not in caplog.text
 
 
-def test_convert_only_redoes_a_stale_conversion_hashing_the_source_once_to_check_and_once_to_record(weights_copy, monkeypatch):
+def test_convert_only_redoes_a_stale_conversion_hashing_the_source_once_to_check_and_once_to_record(weights_copy, hashed):
     arguments = ["--convert-only", "--weights-dir", str(weights_copy), "--models", PRITHVI_600M]
     assert setup_cli.main(arguments) == 0
     source = weights_copy / PRITHVI_600M / SPEC.filename
     state = checkpoint(source)
     state["encoder.norm.weight"] = state["encoder.norm.weight"] + 1
     torch.save(state, source)
-    hashed = []
-    real_sha256 = provenance.sha256_of
-    monkeypatch.setattr(provenance, "sha256_of", lambda path: hashed.append(path) or real_sha256(path))
-    monkeypatch.setattr(conversion, "sha256_of", provenance.sha256_of)
+    hashed.clear()
     assert setup_cli.main(arguments) == 0
     assert hashed == [source, source]
     assert torch.equal(checkpoint(source.with_name(CONVERTED_FILENAME))["encoder.norm.weight"], state["encoder.norm.weight"])
