@@ -47,6 +47,7 @@ from ..errors import (
 from ..weights.catalog import CONFIG_FILENAME, KNOWN_MODELS, PRITHVI_600M
 from ..weights.conversion import save_state_dict
 from ..weights.discovery import find_checkpoint
+from ..weights.fingerprint import hash_tensor
 from ..weights.reading import StateDict, read_state_dict
 from . import _validation
 from ._terratorch import terratorch_module
@@ -65,9 +66,6 @@ BASE_FOLDER = "base"
 ENCODER_PREFIX = "model.encoder."
 PRITHVI_BACKBONES = ("axs_prithvi_eo_v2_600",)
 """TerraTorch backbone names (registered by this library) a TerraTorch-built model may use."""
-
-_FINGERPRINT_ROWS = 8
-_FINGERPRINT_VALUES_PER_ROW = 64
 
 
 def save_pretrained(model: PrithviSegmentation, folder: str | os.PathLike, include_base: bool = False) -> Path:
@@ -226,12 +224,12 @@ def base_fingerprint(path: Path) -> str:
             for key in _encoder_keys(handle.keys()):
                 tensor_slice = handle.get_slice(key)
                 shape = list(tensor_slice.get_shape())
-                _hash_tensor(digest, key, shape, lambda start, stop: tensor_slice[start:stop] if shape else handle.get_tensor(key))
+                hash_tensor(digest, key, shape, lambda start, stop: tensor_slice[start:stop] if shape else handle.get_tensor(key))
     else:
         state = read_state_dict(path)
         for key in _encoder_keys(state):
             tensor = state[key]
-            _hash_tensor(digest, key, list(tensor.shape), lambda start, stop: tensor[start:stop] if tensor.ndim else tensor)
+            hash_tensor(digest, key, list(tensor.shape), lambda start, stop: tensor[start:stop] if tensor.ndim else tensor)
     return f"sampled-sha256:{digest.hexdigest()}"
 
 
@@ -332,15 +330,6 @@ def _is_peft_model(module: torch.nn.Module) -> bool:
 def _encoder_keys(keys: Iterable[str]) -> list[str]:
     keys = sorted(keys)
     return [key for key in keys if key.startswith("encoder.")] or keys
-
-
-def _hash_tensor(digest: Any, key: str, shape: list[int], rows: Callable[[int, int], torch.Tensor]) -> None:
-    digest.update(f"{key}:{shape};".encode())
-    count = shape[0] if shape else 1
-    for index in sorted({round(i * (count - 1) / (_FINGERPRINT_ROWS - 1)) for i in range(_FINGERPRINT_ROWS)}):
-        row = rows(index, index + 1).reshape(-1)
-        picks = torch.linspace(0, row.numel() - 1, min(row.numel(), _FINGERPRINT_VALUES_PER_ROW)).round().long()
-        digest.update(row[picks].to(torch.float64).numpy().tobytes())
 
 
 def _write_base_copy(base: Path, target: Path) -> None:
