@@ -70,15 +70,23 @@ class RegisteredName:
     alias_of: str | None = None
 
 
-REGISTERED_NAMES: tuple[RegisteredName, ...] = (
+TERRAMIND_NAMES: tuple[RegisteredName, ...] = (
     RegisteredName("axs_terramind_v1_large", "backbone", _terramind_backbone),
-    RegisteredName("axs_prithvi_eo_v2_600", "backbone", build_prithvi_600_backbone),
     RegisteredName("axs_terramind_v1_large_generate", "full_model", _terramind_generator),
+)
+
+PRITHVI_NAMES: tuple[RegisteredName, ...] = (
+    RegisteredName("axs_prithvi_eo_v2_600", "backbone", build_prithvi_600_backbone),
     RegisteredName("axs_prithvi_eo_v2_600_segmentation", "full_model", build_prithvi_600),
+)
+
+LEGACY_ALIASES: tuple[RegisteredName, ...] = (
     RegisteredName("terramind_backbone", "backbone", _terramind_backbone, alias_of="axs_terramind_v1_large"),
     RegisteredName("prithvi_600M", "backbone", build_prithvi_600, alias_of="axs_prithvi_eo_v2_600_segmentation"),
     RegisteredName("terramind_generator", "full_model", _terramind_generator, alias_of="axs_terramind_v1_large_generate"),
 )
+
+REGISTERED_NAMES: tuple[RegisteredName, ...] = (*TERRAMIND_NAMES, *PRITHVI_NAMES, *LEGACY_ALIASES)
 
 
 @dataclass

@@ -88,27 +88,32 @@ def _tokenizer(modality: str) -> ModelSpec:
 
 TOKENIZER_MODALITIES = ("S2L2A", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI")
 
+TERRAMIND_MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        name=TERRAMIND_LARGE,
+        repo_id="ibm-esa-geospatial/TerraMind-1.0-large",
+        filename="TerraMind_v1_large.pt",
+        family=Family.TERRAMIND,
+        builder="terramind_v1_large",
+        description="TerraMind 1.0 Large any-to-any generative foundation model",
+    ),
+)
+
+TERRAMIND_TOKENIZERS: tuple[ModelSpec, ...] = tuple(_tokenizer(modality) for modality in TOKENIZER_MODALITIES)
+
+PRITHVI_MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        name=PRITHVI_600M,
+        repo_id="ibm-nasa-geospatial/Prithvi-EO-2.0-600M",
+        filename="Prithvi_EO_V2_600M.pt",
+        family=Family.PRITHVI,
+        builder="prithvi_eo_v2_600",
+        description="Prithvi EO 2.0 600M ViT encoder (HLS, 6 bands)",
+    ),
+)
+
 KNOWN_MODELS: dict[str, ModelSpec] = {
-    spec.name: spec
-    for spec in (
-        ModelSpec(
-            name=TERRAMIND_LARGE,
-            repo_id="ibm-esa-geospatial/TerraMind-1.0-large",
-            filename="TerraMind_v1_large.pt",
-            family=Family.TERRAMIND,
-            builder="terramind_v1_large",
-            description="TerraMind 1.0 Large any-to-any generative foundation model",
-        ),
-        *(_tokenizer(modality) for modality in TOKENIZER_MODALITIES),
-        ModelSpec(
-            name=PRITHVI_600M,
-            repo_id="ibm-nasa-geospatial/Prithvi-EO-2.0-600M",
-            filename="Prithvi_EO_V2_600M.pt",
-            family=Family.PRITHVI,
-            builder="prithvi_eo_v2_600",
-            description="Prithvi EO 2.0 600M ViT encoder (HLS, 6 bands)",
-        ),
-    )
+    spec.name: spec for spec in (*TERRAMIND_MODELS, *TERRAMIND_TOKENIZERS, *PRITHVI_MODELS)
 }
 
 
