@@ -28,7 +28,7 @@ runs on the GPU. Run from the repository root:
     python benchmarks/gpu.py --only prithvi --dtypes bf16 --batch-sizes 1,2,4,8,16 --iters 20
     python benchmarks/gpu.py --device cpu --tiny --iters 1   # toy sizes on CPU, about a minute
 
-``--tiny`` runs the same code on the test suite's tiny checkpoints (``tests/tiny_weights.py``, loaded
+``--tiny`` runs the same code on the test suite's tiny checkpoints (``axs_lib/demo/tiny_weights.py``, loaded
 through the real loading path) at toy sizes: TerraMind at 64x64, Prithvi at 28x28 (2x2 patches), batch
 sizes 1 and 2, one CPU thread. The stock models are then their tiny TerraTorch equivalents: Prithvi with the
 tiny architecture arguments, and ``terramind_v1_tiny_generate`` built while TerraTorch's tokenizer table
@@ -61,7 +61,6 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TESTS_DIR = REPO_ROOT / "tests"
 sys.path.insert(0, str(REPO_ROOT))
 
 from axs_lib.models import build_prithvi_600, build_prithvi_600_backbone, build_terramind_generator  # noqa: E402
@@ -282,7 +281,7 @@ def stock_generator(settings: Settings, dtype: torch.dtype, timesteps: int) -> C
 def stock_tiny_tokenizer() -> Iterator[None]:
     """TerraTorch's generators build tokenizers from a fixed table; point its S2L2A entry at the tiny preset."""
     from terratorch.models.backbones.terramind.model import terramind_register
-    from tiny_weights import TINY_DECODER, TINY_ENCODER
+    from axs_lib.demo.tiny_weights import TINY_DECODER, TINY_ENCODER
 
     table = terramind_register.tokenizer_dict["v1"]
     tiny = partial(table[S2L2A_TOKEN_KEY], enc_type=TINY_ENCODER, dec_type=TINY_DECODER)
@@ -314,7 +313,7 @@ def prithvi_images(batch: int, settings: Settings, dtype: torch.dtype) -> torch.
 def tiny_prithvi_arguments(settings: Settings, prefix: str = "") -> dict[str, Any]:
     if not settings.tiny:
         return {}
-    from tiny_weights import TINY_PRITHVI
+    from axs_lib.demo.tiny_weights import TINY_PRITHVI
 
     return {f"{prefix}{key}": value for key, value in TINY_PRITHVI.items()}
 
@@ -745,8 +744,7 @@ def tiny_checkpoints(enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    sys.path.insert(0, str(TESTS_DIR))
-    from tiny_weights import install_tiny_tokenizer_presets, write_tiny_weights
+    from axs_lib.demo.tiny_weights import install_tiny_tokenizer_presets, write_tiny_weights
 
     install_tiny_tokenizer_presets()
     with tempfile.TemporaryDirectory(prefix="axs-gpu-bench-") as root:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny_weights import install_tiny_tokenizer_presets, write_tiny_weights
+from axs_lib.demo.tiny_weights import install_tiny_tokenizer_presets, write_tiny_weights
 
 
 @pytest.fixture(scope="session")
