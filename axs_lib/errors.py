@@ -183,3 +183,14 @@ class SavedModelNotFoundError(AxsModelError, FileNotFoundError):
             f"{path} does not exist. Pass a folder written by PrithviSegmentation.save_pretrained "
             "or a TerraTorch Lightning checkpoint (.ckpt)."
         )
+
+
+class UnknownTokenizerPresetError(AxsModelError, ValueError):
+    """A checkpoint folder's ``config.json`` names a tokenizer encoder or decoder preset nobody defines."""
+
+    def __init__(self, config: Path, argument: str, preset: object, known: Sequence[str]):
+        self.config, self.argument, self.preset = config, argument, preset
+        super().__init__(
+            f"{config} sets {argument} to {preset!r}, a tokenizer preset that neither TerraTorch nor axs_lib defines. "
+            f"Use one of: {', '.join(known)}; or delete {config.name} to build the published architecture."
+        )
