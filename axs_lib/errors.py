@@ -194,3 +194,11 @@ class UnknownTokenizerPresetError(AxsModelError, ValueError):
             f"{config} sets {argument} to {preset!r}, a tokenizer preset that neither TerraTorch nor axs_lib defines. "
             f"Use one of: {', '.join(known)}; or delete {config.name} to build the published architecture."
         )
+
+
+class DemoStepError(AxsModelError, RuntimeError):
+    """A command the demo runs failed; the command printed its own error before."""
+
+    def __init__(self, argv: Sequence[str], code: int):
+        self.argv, self.code = list(argv), code
+        super().__init__(f"the demo's step `axs-scenes {' '.join(argv)}` failed with exit code {code} (its error is above)")
