@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -9,9 +10,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 
+from axs_lib.demo import command as demo
 from axs_lib.demo.synthetic_scene import CLASS_NAMES, write_synthetic_scene
+from axs_lib.errors import DemoStepError
 from axs_lib.scenes import bands as B
 
 
@@ -53,3 +57,16 @@ def test_the_demo_runs_every_command_from_a_fresh_process_and_says_the_weights_a
     assert {path.name for path in (folder / "scene").iterdir()} >= {"s2l2a_reference.tif", "labels.tif"}
     assert "weights are RANDOM" in result.stdout
     assert not [path for path in folder.rglob("*") if "partial" in path.name]
+
+
+def test_a_failing_step_stops_the_demo_with_an_error_naming_the_command(work, capsys):
+    ran = []
+
+    def failing(argv: list[str]) -> int:
+        ran.append(argv[0])
+        return 2
+
+    with pytest.raises(DemoStepError, match=r"`axs-scenes segment .*` failed with exit code 2"):
+        demo.run(argparse.Namespace(folder=work), run_command=failing)
+    assert ran == ["segment"]
+    assert "RANDOM" not in capsys.readouterr().out
