@@ -183,3 +183,22 @@ class SavedModelNotFoundError(AxsModelError, FileNotFoundError):
             f"{path} does not exist. Pass a folder written by PrithviSegmentation.save_pretrained "
             "or a TerraTorch Lightning checkpoint (.ckpt)."
         )
+
+
+class UnknownTokenizerPresetError(AxsModelError, ValueError):
+    """A checkpoint folder's ``config.json`` names a tokenizer encoder or decoder preset nobody defines."""
+
+    def __init__(self, config: Path, argument: str, preset: object, known: Sequence[str]):
+        self.config, self.argument, self.preset = config, argument, preset
+        super().__init__(
+            f"{config} sets {argument} to {preset!r}, a tokenizer preset that neither TerraTorch nor axs_lib defines. "
+            f"Use one of: {', '.join(known)}; or delete {config.name} to build the published architecture."
+        )
+
+
+class DemoStepError(AxsModelError, RuntimeError):
+    """A command the demo runs failed; the command printed its own error before."""
+
+    def __init__(self, argv: Sequence[str], code: int):
+        self.argv, self.code = list(argv), code
+        super().__init__(f"the demo's step `axs-scenes {' '.join(argv)}` failed with exit code {code} (its error is above)")

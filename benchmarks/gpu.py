@@ -1,38 +1,34 @@
 """GPU benchmark: axs_lib's factories against stock TerraTorch, with random weights of the real shapes.
 
-Three parts, each printed as markdown tables (``--json PATH`` also writes the raw numbers):
+One part per run, written as JSON (``--json PATH``, else standard output):
 
-- ``generation``: TerraMind 1.0 Large, S1GRD -> S2L2A at 224x224, 6 and 12 diffusion steps, in FP32, FP16
-  and BF16: ``build_terramind_generator(dtype=...)`` beside TerraTorch's ``terramind_v1_large_generate``
-  cast with ``.to(dtype)`` (which may fail in reduced precision; the table then says so).
-- ``prithvi``: Prithvi EO 2.0 600M UperNet segmentation at 384x384, inference and one AdamW training step,
-  with LoRA r4/r8, ``freeze_encoder``, ``gradient_checkpointing`` and ``low_vram`` (``--compile`` adds LoRA
-  r8 with ``compile=True``), in FP32, FP16 and BF16: ``build_prithvi_600`` beside TerraTorch's
+- ``generation``: TerraMind 1.0 Large, S1GRD -> S2L2A at 224x224, 6 and 12 diffusion steps:
+  ``build_terramind_generator(dtype=...)`` beside TerraTorch's ``terramind_v1_large_generate`` cast with
+  ``.to(dtype)`` (which may fail in reduced precision; the row then holds the error).
+- ``inference`` and ``training``: Prithvi EO 2.0 600M UperNet segmentation at 384x384, a forward pass, or
+  forward, backward and an AdamW step (from batch 2: the UperNet pooling module's BatchNorm cannot train on
+  one tile), with LoRA r4/r8 (training also ``freeze_encoder``, ``gradient_checkpointing``, ``low_vram``;
+  ``--compile`` adds LoRA r8 with ``compile=True``): ``build_prithvi_600`` beside TerraTorch's
   ``EncoderDecoderFactory`` with the same ``peft_config``.
-- ``flops``: the Prithvi encoder's FLOPs per 384x384 tile (``FlopCounterMode`` on ``forward_features``),
-  the measured peak of a large matmul, and the encoder's achieved TFLOP/s: stock ``PrithviViT`` cast to
-  BF16 against ``build_prithvi_600_backbone`` (``--compile`` adds it with ``compile=True``), and FP32
-  with and without TF32.
+- ``flops``: the Prithvi encoder's FLOPs per 384x384 tile (``FlopCounterMode`` on ``forward_features``), the
+  achieved TFLOP/s of a large matmul, and the encoder's: stock ``PrithviViT`` against
+  ``build_prithvi_600_backbone`` in BF16 (``--compile`` adds ``compile=True``) and in FP32 with and without TF32.
 
-Each cell is: peak memory allocated (``torch.cuda.max_memory_allocated`` after
-``reset_peak_memory_stats``, weights included) and milliseconds per tile at the smallest batch size, and
-tiles/s at the best batch size of ``--batch-sizes`` (larger ones are skipped after an out-of-memory error).
-Training starts at batch 2: the UperNet pooling module's BatchNorm cannot train on one tile. Times come
-from CUDA events after ``--warmup`` calls, averaged over ``--iters`` calls.
+Each measurement holds, per batch size of ``--batch-sizes`` (larger ones are skipped after an out-of-memory
+error): seconds per call (CUDA events after ``--warmup`` calls, averaged over ``--iters`` calls), tiles per
+second, and the peak memory allocated (``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``,
+weights included; ``null`` off CUDA). Models are built with ``pretrained=False`` under
+``torch.device(--device)``, so TerraTorch's random init runs on the GPU. Run from the repository root:
 
-Models are built with ``pretrained=False`` under ``torch.device(--device)``, so TerraTorch's random init
-runs on the GPU. Run from the repository root:
+    python benchmarks/gpu.py --part flops --compile --json flops.json
+    python benchmarks/gpu.py --part training --dtypes bf16 --batch-sizes 2,4,8,16 --json training-bf16.json
+    python benchmarks/gpu.py --part inference --device cpu --tiny --iters 1   # toy sizes on CPU, seconds
 
-    python benchmarks/gpu.py                                  # everything on cuda (not yet timed on a GPU)
-    python benchmarks/gpu.py --only flops --compile --json flops.json
-    python benchmarks/gpu.py --only prithvi --dtypes bf16 --batch-sizes 1,2,4,8,16 --iters 20
-    python benchmarks/gpu.py --device cpu --tiny --iters 1   # toy sizes on CPU, about a minute
-
-``--tiny`` runs the same code on the test suite's tiny checkpoints (``tests/tiny_weights.py``, loaded
-through the real loading path) at toy sizes: TerraMind at 64x64, Prithvi at 28x28 (2x2 patches), batch
-sizes 1 and 2, one CPU thread. The stock models are then their tiny TerraTorch equivalents: Prithvi with the
-tiny architecture arguments, and ``terramind_v1_tiny_generate`` built while TerraTorch's tokenizer table
-points its S2L2A entry at the tiny tokenizer preset (its full-size tokenizer would take seconds per tile).
+``--tiny`` runs the same code on tiny checkpoints (``axs_lib/demo/tiny_weights.py``, loaded through the real
+loading path) at toy sizes: TerraMind at 64x64, Prithvi at 28x28 (2x2 patches), batch sizes 1 and 2, one CPU
+thread. The stock models are then their tiny TerraTorch equivalents: Prithvi with the tiny architecture
+arguments, and ``terramind_v1_tiny_generate`` built while TerraTorch's tokenizer table points its S2L2A entry
+at the tiny tokenizer preset (its full-size tokenizer would take seconds per tile).
 """
 
 from __future__ import annotations
@@ -61,21 +57,21 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TESTS_DIR = REPO_ROOT / "tests"
 sys.path.insert(0, str(REPO_ROOT))
 
 from axs_lib.models import build_prithvi_600, build_prithvi_600_backbone, build_terramind_generator  # noqa: E402
 from axs_lib.weights.catalog import PRITHVI_600M, TERRAMIND_LARGE  # noqa: E402
 
-PARTS = ("generation", "prithvi", "flops")
+PARTS = ("generation", "inference", "training", "flops")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 TIMESTEPS = (6, 12)
 S2L2A_TOKENIZER = "TerraMind-1.0-Tokenizer-S2L2A"
 S2L2A_TOKEN_KEY = "tok_sen2l2a@224"
 PRITHVI_BANDS = 6
 REFERENCE_GFLOP_PER_TILE = 1008
-REFERENCE_STOCK_BF16 = "445 tiles/s, 449 TFLOP/s (stock bf16 on an H100)"
-GIB = 2**30
+"""FLOPs of the 600M encoder's forward on one 384x384 tile (27x27 patches, the border dropped)."""
+REFERENCE_STOCK_BF16 = {"tiles_per_s": 445, "tflops": 449, "device": "H100"}
+"""The stock encoder's bf16 throughput reported on an H100: what ``compile=True`` aims to beat by 15 %."""
 
 
 @dataclass(frozen=True)
@@ -282,7 +278,7 @@ def stock_generator(settings: Settings, dtype: torch.dtype, timesteps: int) -> C
 def stock_tiny_tokenizer() -> Iterator[None]:
     """TerraTorch's generators build tokenizers from a fixed table; point its S2L2A entry at the tiny preset."""
     from terratorch.models.backbones.terramind.model import terramind_register
-    from tiny_weights import TINY_DECODER, TINY_ENCODER
+    from axs_lib.demo.tiny_weights import TINY_DECODER, TINY_ENCODER
 
     table = terramind_register.tokenizer_dict["v1"]
     tiny = partial(table[S2L2A_TOKEN_KEY], enc_type=TINY_ENCODER, dec_type=TINY_DECODER)
@@ -314,7 +310,7 @@ def prithvi_images(batch: int, settings: Settings, dtype: torch.dtype) -> torch.
 def tiny_prithvi_arguments(settings: Settings, prefix: str = "") -> dict[str, Any]:
     if not settings.tiny:
         return {}
-    from tiny_weights import TINY_PRITHVI
+    from axs_lib.demo.tiny_weights import TINY_PRITHVI
 
     return {f"{prefix}{key}": value for key, value in TINY_PRITHVI.items()}
 
@@ -390,30 +386,27 @@ def segmentation_case(
     )
 
 
-def run_prithvi(settings: Settings) -> list[dict[str, Any]]:
+def run_prithvi(settings: Settings, training: bool) -> list[dict[str, Any]]:
     rows = []
-    stock_results: dict[tuple[str, str, int], Measurement] = {}
+    stock_results: dict[tuple[str, int], Measurement] = {}
     compiled = (COMPILED_VARIANT,) if settings.compile else ()
-    for mode, variants in (("inference", INFERENCE_VARIANTS + compiled), ("training", TRAINING_VARIANTS + compiled)):
-        training = mode == "training"
-        batch_sizes = settings.training_batch_sizes if training else settings.batch_sizes
-        for dtype_name in settings.dtypes:
-            dtype = DTYPES[dtype_name]
-            for variant in variants:
-                progress(f"prithvi {mode} ours {dtype_name} {variant.label}")
-                ours = measure(partial(ours_segmentation_case, settings, dtype, variant, training), batch_sizes, settings)
-                stock = None
-                if variant.stock_rank is not None:
-                    key = (mode, dtype_name, variant.stock_rank)
-                    if key not in stock_results:
-                        progress(f"prithvi {mode} stock {dtype_name} LoRA r{variant.stock_rank}")
-                        stock_results[key] = measure(
-                            partial(stock_segmentation_case, settings, dtype, variant.stock_rank, training),
-                            batch_sizes,
-                            settings,
-                        )
-                    stock = stock_results[key]
-                rows.append({"mode": mode, "dtype": dtype_name, "variant": variant.label, "ours": ours, "stock": stock})
+    variants = (TRAINING_VARIANTS if training else INFERENCE_VARIANTS) + compiled
+    batch_sizes = settings.training_batch_sizes if training else settings.batch_sizes
+    for dtype_name in settings.dtypes:
+        dtype = DTYPES[dtype_name]
+        for variant in variants:
+            progress(f"ours {dtype_name} {variant.label}")
+            ours = measure(partial(ours_segmentation_case, settings, dtype, variant, training), batch_sizes, settings)
+            stock = None
+            if variant.stock_rank is not None:
+                key = (dtype_name, variant.stock_rank)
+                if key not in stock_results:
+                    progress(f"stock {dtype_name} LoRA r{variant.stock_rank}")
+                    stock_results[key] = measure(
+                        partial(stock_segmentation_case, settings, dtype, variant.stock_rank, training), batch_sizes, settings
+                    )
+                stock = stock_results[key]
+            rows.append({"dtype": dtype_name, "variant": variant.label, "ours": ours, "stock": stock})
     return rows
 
 
@@ -506,7 +499,7 @@ def run_flops(settings: Settings) -> dict[str, Any]:
     }
     rows = []
     for run in encoder_runs(settings):
-        progress(f"flops: {run_label(asdict(run))}")
+        progress(f"flops: {run}")
         with tf32(run.tf32):
             measurement = measure(partial(encoder_case, settings, run), settings.encoder_batch_sizes, settings)
         gflop, best = measurement.info.get("gflop_per_tile"), measurement.best
@@ -521,179 +514,8 @@ def run_flops(settings: Settings) -> dict[str, Any]:
                 "measurement": measurement,
             }
         )
-    return {"matmul_size": settings.matmul_size, "matmul_tflops": peaks, "encoders": rows}
-
-
-# ---- tables -------------------------------------------------------------------------------------------
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def number(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
-
-
-def memory_cell(result: BatchResult | None) -> str:
-    if result is None:
-        return "—"
-    return "n/a" if result.peak_memory_bytes is None else f"{result.peak_memory_bytes / GIB:.2f}"
-
-
-def status(measurement: Measurement) -> str | None:
-    """``None`` when there are numbers to show, else why not."""
-    if measurement.batches:
-        return None
-    if measurement.error:
-        return f"fails ({measurement.error.split(':')[0]})"
-    return "OOM" if measurement.oom_batch is not None else "not run"
-
-
-def measurement_cells(measurement: Measurement | None) -> list[str]:
-    """Peak memory and ms/tile at the smallest batch, tiles/s at the best batch."""
-    if measurement is None:
-        return ["—", "—", "—"]
-    why = status(measurement)
-    if why:
-        return [why, "—", "—"]
-    first, best = measurement.smallest, measurement.best
-    return [
-        memory_cell(first),
-        f"{number(first.seconds_per_call * 1000 / first.batch)} (b{first.batch})",
-        f"{number(best.tiles_per_s)} (b{best.batch})",
-    ]
-
-
-def impl_headers(impl: str) -> list[str]:
-    return [f"{impl} peak GiB", f"{impl} ms/tile", f"{impl} tiles/s"]
-
-
-def failure_notes(labelled: Sequence[tuple[str, Measurement | None]]) -> list[str]:
-    notes = []
-    for label, measurement in labelled:
-        if measurement is not None and measurement.error:
-            notes.append(f"- {label}: {measurement.error}")
-        if measurement is not None and measurement.oom_batch:
-            notes.append(f"- {label}: out of memory at batch {measurement.oom_batch}")
-    return notes
-
-
-def generation_tables(rows: list[dict[str, Any]], settings: Settings) -> str:
-    size = settings.terramind_size
-    table = markdown_table(
-        ["dtype", "timesteps", *impl_headers("ours"), *impl_headers("stock")],
-        [
-            [row["dtype"], str(row["timesteps"]), *measurement_cells(row["ours"]), *measurement_cells(row["stock"])]
-            for row in rows
-        ],
-    )
-    stock = "terramind_v1_tiny_generate" if settings.tiny else "terramind_v1_large_generate"
-    tiny_note = " (tiny: its S2L2A tokenizer is the tiny preset, see the module docstring)" if settings.tiny else ""
-    notes = failure_notes(
-        [(f"{impl} {row['dtype']} timesteps={row['timesteps']}", row[impl]) for row in rows for impl in ("ours", "stock")]
-    )
-    return "\n".join(
-        [
-            f"## TerraMind generation S1GRD -> S2L2A, {size}x{size}",
-            "",
-            f"ours: `build_terramind_generator(dtype=...)`; stock: `{stock}(pretrained=False).to(dtype)`{tiny_note}.",
-            "",
-            table,
-            *([""] + notes if notes else []),
-        ]
-    )
-
-
-def prithvi_tables(rows: list[dict[str, Any]], settings: Settings) -> str:
-    size = settings.prithvi_size
-    table = markdown_table(
-        ["mode", "dtype", "variant", "ours trainable", *impl_headers("ours"), *impl_headers("stock")],
-        [
-            [
-                row["mode"],
-                row["dtype"],
-                row["variant"],
-                f"{row['ours'].info['trainable_params']:,}" if "trainable_params" in row["ours"].info else "—",
-                *measurement_cells(row["ours"]),
-                *measurement_cells(row["stock"]),
-            ]
-            for row in rows
-        ],
-    )
-    notes = failure_notes(
-        [(f"{impl} {row['mode']} {row['dtype']} {row['variant']}", row[impl]) for row in rows for impl in ("ours", "stock")]
-    )
-    return "\n".join(
-        [
-            f"## Prithvi EO 2.0 600M segmentation (UperNet), {size}x{size}",
-            "",
-            "ours: `build_prithvi_600(...)`; stock: `EncoderDecoderFactory().build_model(..., peft_config=LoRA)"
-            ".to(dtype)` with the same LoRA rank (— where TerraTorch has no equivalent). Training = forward, "
-            "backward and an AdamW step.",
-            "",
-            table,
-            *([""] + notes if notes else []),
-        ]
-    )
-
-
-def run_label(run: dict[str, Any]) -> str:
-    tf32_note = "" if run["tf32"] is None else f" TF32 {'on' if run['tf32'] else 'off'}"
-    return f"{run['encoder']} {run['dtype']}{tf32_note}{' compiled' if run['compiled'] else ''}"
-
-
-def flops_tables(result: dict[str, Any], settings: Settings) -> str:
-    size = result["matmul_size"]
-    peaks = markdown_table(
-        ["matmul", "TFLOP/s"], [[f"{key} {size}x{size}x{size}", number(value)] for key, value in result["matmul_tflops"].items()]
-    )
-    rows = []
-    for row in result["encoders"]:
-        run, measurement = row["run"], row["measurement"]
-        best = measurement.best
-        rows.append(
-            [
-                "stock PrithviViT" if run["encoder"] == "stock" else "axs_lib encoder",
-                run["dtype"],
-                {None: "default", True: "on", False: "off"}[run["tf32"]],
-                "yes" if run["compiled"] else "no",
-                number(row["gflop_per_tile"]),
-                status(measurement) or f"b{best.batch}",
-                number(best.tiles_per_s) if best else "—",
-                number(best.seconds_per_call * 1000 / best.batch) if best else "—",
-                number(row["tflops"]),
-                f"{row['fraction_of_peak']:.0%} of {row['peak']}" if row["fraction_of_peak"] else "—",
-            ]
-        )
-    encoders = markdown_table(
-        ["encoder", "dtype", "TF32", "compiled", "GFLOP/tile", "batch", "tiles/s", "ms/tile", "TFLOP/s", "of matmul peak"],
-        rows,
-    )
-    notes = failure_notes([(run_label(row["run"]), row["measurement"]) for row in result["encoders"]])
-    tile = settings.prithvi_size
-    return "\n".join(
-        [
-            f"## Prithvi encoder `forward_features`, {tile}x{tile}, no_grad",
-            "",
-            peaks,
-            "",
-            encoders,
-            "",
-            f"GFLOP/tile counted with `FlopCounterMode` on one tile; reference for the 600M encoder at 384x384 "
-            f"(27x27 patches, the border dropped): {REFERENCE_GFLOP_PER_TILE} GFLOP. Reference throughput: "
-            f"{REFERENCE_STOCK_BF16}. axs_lib builds the encoder for `img_size` rounded up to whole patches, so "
-            "for a tile that is not a whole number of patches TerraTorch interpolates its position embedding "
-            "on every call; the stock encoder is built for the tile size. TF32 on/off sets "
-            "`torch.backends.cuda.matmul.fp32_precision` and `torch.backends.cudnn.conv.fp32_precision` to "
-            "`tf32`/`ieee`. compiled: `build_prithvi_600_backbone(compile=True)`.",
-            *([""] + notes if notes else []),
-        ]
-    )
+    reference = {"gflop_per_tile_384": REFERENCE_GFLOP_PER_TILE, "stock_bf16": REFERENCE_STOCK_BF16}
+    return {"matmul_size": settings.matmul_size, "matmul_tflops": peaks, "encoders": rows, "reference": reference}
 
 
 def package_version(name: str) -> str:
@@ -717,25 +539,6 @@ def environment(settings: Settings) -> dict[str, str]:
     }
 
 
-def header(settings: Settings, about: dict[str, str]) -> str:
-    mode = "tiny checkpoints, toy sizes" if settings.tiny else "full size, random weights"
-    return "\n".join(
-        [
-            "# axs_lib GPU benchmark",
-            "",
-            f"- device: {about['device']}",
-            f"- torch {about['torch']}, TerraTorch {about['terratorch']}, axs_lib {about['axs_lib']}",
-            f"- date: {about['date']}",
-            f"- mode: {mode}; {', '.join(settings.dtypes)}; {settings.warmup} warm-up + {settings.iters} timed "
-            "calls; batch sizes "
-            f"{', '.join(map(str, settings.batch_sizes))} (training from 2), encoder "
-            f"{', '.join(map(str, settings.encoder_batch_sizes))}",
-            "- cells: peak memory allocated (GiB, weights included) and ms/tile at the smallest batch size, "
-            "tiles/s at the best one; the batch size is in brackets",
-        ]
-    )
-
-
 # ---- command line ---------------------------------------------------------------------------------------
 
 
@@ -745,8 +548,7 @@ def tiny_checkpoints(enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    sys.path.insert(0, str(TESTS_DIR))
-    from tiny_weights import install_tiny_tokenizer_presets, write_tiny_weights
+    from axs_lib.demo.tiny_weights import install_tiny_tokenizer_presets, write_tiny_weights
 
     install_tiny_tokenizer_presets()
     with tempfile.TemporaryDirectory(prefix="axs-gpu-bench-") as root:
@@ -776,14 +578,14 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--tiny", action="store_true", help="tiny checkpoints, toy sizes and one CPU thread (for CPU smoke runs)"
     )
-    parser.add_argument("--only", action="append", choices=PARTS, help="run only this part (repeatable)")
+    parser.add_argument("--part", required=True, choices=PARTS, help="what to measure in this run")
     parser.add_argument("--iters", type=int, default=10, help="timed calls per measurement (default 10)")
     parser.add_argument("--warmup", type=int, help="warm-up calls per measurement (default 3, tiny 1)")
     parser.add_argument("--batch-sizes", type=batch_list, help="default 1,2,4,8 (tiny 1,2)")
     parser.add_argument("--encoder-batch-sizes", type=batch_list, help="flops part, default 8,16,32 (tiny 1,2)")
-    parser.add_argument("--dtypes", type=dtype_list, default=tuple(DTYPES), help="generation and prithvi parts (default fp32,fp16,bf16)")
+    parser.add_argument("--dtypes", type=dtype_list, default=tuple(DTYPES), help="generation, inference and training parts (default fp32,fp16,bf16)")
     parser.add_argument("--compile", action="store_true", help="also time axs_lib's models built with compile=True")
-    parser.add_argument("--json", type=Path, help="write the raw results here")
+    parser.add_argument("--json", type=Path, help="write the results here (default: standard output)")
     arguments = parser.parse_args(argv)
     if arguments.iters < 1:
         parser.error("--iters must be at least 1")
@@ -808,14 +610,18 @@ def settings_from(arguments: argparse.Namespace) -> Settings:
     )
 
 
-def ours_failed(results: dict[str, Any]) -> list[str]:
-    failures = [row["ours"].error for key in ("generation", "prithvi") for row in results.get(key, []) if row["ours"].error]
-    failures += [
-        row["measurement"].error
-        for row in results.get("flops", {}).get("encoders", [])
-        if row["run"]["encoder"] == "ours" and row["measurement"].error
-    ]
-    return failures
+PART_RUNNERS: dict[str, Callable[[Settings], Any]] = {
+    "generation": run_generation,
+    "inference": partial(run_prithvi, training=False),
+    "training": partial(run_prithvi, training=True),
+    "flops": run_flops,
+}
+
+
+def ours_failed(part: str, results: Any) -> list[str]:
+    if part == "flops":
+        return [row["measurement"].error for row in results["encoders"] if row["run"]["encoder"] == "ours" and row["measurement"].error]
+    return [row["ours"].error for row in results if row["ours"].error]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -824,34 +630,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.device.type == "cuda" and not torch.cuda.is_available():
         print("CUDA is not available here; use --device cpu --tiny for a smoke run.", file=sys.stderr)
         return 2
-    parts = arguments.only or list(PARTS)
     if settings.tiny:
         torch.set_num_threads(1)  # toy sizes gain nothing from threads, and threads on a busy CPU stall
     torch.manual_seed(0)
-    about = environment(settings)
-    print(header(settings, about), flush=True)
-    results: dict[str, Any] = {}
     with tiny_checkpoints(settings.tiny):
-        for part, run, tables in (
-            ("generation", run_generation, generation_tables),
-            ("prithvi", run_prithvi, prithvi_tables),
-            ("flops", run_flops, flops_tables),
-        ):
-            if part in parts:
-                results[part] = run(settings)
-                print("\n" + tables(results[part], settings), flush=True)
+        results = PART_RUNNERS[arguments.part](settings)
+    record = {
+        "part": arguments.part,
+        "environment": environment(settings),
+        "settings": {**asdict(settings), "device": str(settings.device)},
+        "results": results,
+    }
+    text = json.dumps(record, indent=2, default=json_default)
     if arguments.json:
-        record = {"environment": about, "settings": {**asdict(settings), "device": str(settings.device)}, **results}
-        arguments.json.write_text(json.dumps(record, indent=2, default=json_default))
-    failures = ours_failed(results)
+        partial_file = arguments.json.with_name(arguments.json.name + ".partial")
+        partial_file.write_text(text)
+        os.replace(partial_file, arguments.json)
+    else:
+        print(text)
+    failures = ours_failed(arguments.part, results)
     for failure in failures:
         print(f"axs_lib failed: {failure}", file=sys.stderr)
     return 1 if failures else 0
 
 
 def json_default(value: object) -> object:
+    if isinstance(value, BatchResult):
+        return {**asdict(value), "tiles_per_s": value.tiles_per_s}
     if isinstance(value, Measurement):
-        return {**asdict(value), "smallest": value.smallest and asdict(value.smallest), "best": value.best and asdict(value.best)}
+        return {
+            "batches": value.batches, "oom_batch": value.oom_batch, "error": value.error, "info": value.info,
+            "smallest": value.smallest, "best": value.best,
+        }
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 

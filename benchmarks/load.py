@@ -43,7 +43,6 @@ if TYPE_CHECKING:  # imported inside functions, so that load processes can time 
     import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TESTS_DIR = REPO_ROOT / "tests"
 RESULT_MARKER = "AXS_BENCH_RESULT "
 HUB_CACHE_FOLDER = "hf-cache"
 FAKE_REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -219,10 +218,8 @@ FULL_SIZE_WRITERS: dict[str, Callable[[], dict[str, torch.Tensor]]] = {
 
 
 def _import_tiny_weights() -> ModuleType:
-    """``tests/tiny_weights.py``, the test suite's writer of tiny checkpoints."""
-    if str(TESTS_DIR) not in sys.path:
-        sys.path.insert(0, str(TESTS_DIR))
-    import tiny_weights
+    """``axs_lib.demo.tiny_weights``, the writer of tiny checkpoints, imported when first needed."""
+    from axs_lib.demo import tiny_weights
 
     return tiny_weights
 
@@ -606,7 +603,7 @@ def checkpoint_table(written: list[WrittenCheckpoint]) -> str:
 
 def report(summaries: list[dict[str, Any]], runs: list[LoadRun], written: list[WrittenCheckpoint], skipped: list[str],
            tiny: bool, rounds: int, cold: bool) -> str:
-    size = "tiny (tests/tiny_weights.py)" if tiny else "full size"
+    size = "tiny (axs_lib/demo/tiny_weights.py)" if tiny else "full size"
     cache = "checkpoints evicted from the page cache before each load" if cold else "page cache warm"
     notes = [f"- {note}" for note in skipped]
     if tiny:
@@ -648,7 +645,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help="where checkpoints are written (default: a new temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the written checkpoints")
     parser.add_argument("--json", type=Path, help="write every raw figure to this file")
-    parser.add_argument("--tiny", action="store_true", help="toy architectures from tests/tiny_weights.py")
+    parser.add_argument("--tiny", action="store_true", help="toy architectures from axs_lib/demo/tiny_weights.py")
     parser.add_argument("--cold", action="store_true", help="drop the checkpoints from the page cache before each load")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)

@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny_weights import install_tiny_tokenizer_presets, write_tiny_weights
+from axs_lib.demo.tiny_weights import write_tiny_weights
 
 
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     """A weights folder holding every known model, tiny, in the plain layout. Treat it as read-only."""
-    install_tiny_tokenizer_presets()
     root = tmp_path_factory.mktemp("weights")
     write_tiny_weights(root)
     return root

@@ -1,8 +1,7 @@
-"""``benchmarks/gpu.py`` runs end to end on CPU with the tiny checkpoints and prints its three parts.
+"""``benchmarks/gpu.py`` runs each part on CPU with the tiny checkpoints and writes sane JSON figures.
 
-One run covers every code path: float32 (where stock TerraTorch's generator works) and bfloat16 (where it
-fails), the compiled variants, and ``--dtypes`` leaving the other dtypes out. float16 is left out because
-its matrix products are very slow on CPU (it tripled the run's time) and add no code path.
+float16 is left out: its matrix products are very slow on CPU and add no code path. ``--compile`` is
+exercised in the ``flops`` part only, where it costs least.
 """
 
 from __future__ import annotations
@@ -13,75 +12,88 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DTYPES = ("fp32", "bf16")
 
 
-def table_rows(output: str, header_start: str) -> list[list[str]]:
-    """The cells of the markdown table whose header row starts with ``header_start``."""
-    lines = output.splitlines()
-    start = next(index for index, line in enumerate(lines) if line.startswith(header_start))
-    rows = []
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
-    return rows
-
-
-def is_number(cell: str) -> bool:
-    try:
-        return float(cell.split(" ")[0]) > 0
-    except ValueError:
-        return False
-
-
-def test_tiny_cpu_run_prints_generation_prithvi_and_flops_tables_for_the_dtypes_asked(tmp_path):
-    results = tmp_path / "results.json"
-    command = [sys.executable, "benchmarks/gpu.py", "--device", "cpu", "--tiny", "--iters", "1", "--compile"]
-    command += ["--dtypes", ",".join(DTYPES), "--json", str(results)]
+def run_part(part: str, tmp_path: Path, *options: str) -> dict:
+    results = tmp_path / f"{part}.json"
+    command = [sys.executable, "benchmarks/gpu.py", "--part", part, "--device", "cpu", "--tiny", "--iters", "1"]
     run = subprocess.run(
-        command, cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600
+        [*command, *options, "--json", str(results)], cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stderr[-4000:]
-    output = run.stdout
-    assert output.startswith("# axs_lib GPU benchmark")
-    for title in (
-        "## TerraMind generation S1GRD -> S2L2A, 64x64",
-        "## Prithvi EO 2.0 600M segmentation (UperNet), 28x28",
-        "## Prithvi encoder `forward_features`, 28x28, no_grad",
-    ):
-        assert title in output
+    record = json.loads(results.read_text())
+    assert record["part"] == part and record["settings"]["tiny"] and record["settings"]["device"] == "cpu"
+    assert {"device", "torch", "terratorch", "axs_lib", "date"} <= set(record["environment"])
+    return record
 
-    generation = table_rows(output, "| dtype | timesteps | ours peak GiB | ours ms/tile | ours tiles/s | stock peak GiB |")
-    assert [row[:2] for row in generation] == [[dtype, steps] for dtype in DTYPES for steps in ("6", "12")]
-    assert all(row[2] == "n/a" and is_number(row[3]) and is_number(row[4]) for row in generation)
-    assert all(row[5] == "n/a" or row[5].startswith("fails (") for row in generation)
-    assert all(is_number(row[6]) for row in generation if row[0] == "fp32")
 
-    prithvi = table_rows(output, "| mode | dtype | variant | ours trainable | ours peak GiB |")
-    assert [row[:2] for row in prithvi] == [["inference", d] for d in DTYPES for _ in range(3)] + [
-        ["training", d] for d in DTYPES for _ in range(7)
+def assert_measured(measurement: dict, batch_sizes: list[int]) -> None:
+    """Timed at every batch size asked, without error; tiles/s agree with the time; no CUDA memory figure on CPU."""
+    assert measurement["error"] is None and measurement["oom_batch"] is None
+    batches = measurement["batches"]
+    assert [result["batch"] for result in batches] == batch_sizes
+    for result in batches:
+        assert result["seconds_per_call"] > 0 and result["peak_memory_bytes"] is None
+        assert result["tiles_per_s"] == pytest.approx(result["batch"] / result["seconds_per_call"])
+    assert measurement["smallest"] == batches[0]
+    assert measurement["best"]["tiles_per_s"] == max(result["tiles_per_s"] for result in batches)
+
+
+def test_generation_compares_both_generators_per_dtype_and_timesteps(tmp_path):
+    rows = run_part("generation", tmp_path, "--dtypes", "fp32,bf16")["results"]
+
+    assert [(row["dtype"], row["timesteps"]) for row in rows] == [(d, t) for d in ("fp32", "bf16") for t in (6, 12)]
+    for row in rows:
+        assert_measured(row["ours"], [1, 2])
+        if row["dtype"] == "fp32":
+            assert_measured(row["stock"], [1, 2])
+        elif row["stock"]["error"]:  # TerraTorch's generator cast to bf16 may fail; the reason is kept
+            assert ":" in row["stock"]["error"] and not row["stock"]["batches"]
+
+
+def test_inference_compares_lora_ranks_with_stock_terratorch(tmp_path):
+    rows = run_part("inference", tmp_path, "--dtypes", "fp32")["results"]
+
+    assert [row["variant"] for row in rows] == ["LoRA r4", "LoRA r8"]
+    for row in rows:
+        assert_measured(row["ours"], [1, 2])
+        assert_measured(row["stock"], [1, 2])
+    trainable = [row["ours"]["info"]["trainable_params"] for row in rows]
+    assert 0 < trainable[0] < trainable[1]
+
+
+def test_training_steps_start_at_batch_two_for_every_variant_and_lora_rank_sets_the_trainable_weights(tmp_path):
+    rows = {row["variant"]: row for row in run_part("training", tmp_path, "--dtypes", "fp32")["results"]}
+
+    assert len(rows) == 6
+    for row in rows.values():
+        assert_measured(row["ours"], [2])
+        if row["stock"] is not None:
+            assert_measured(row["stock"], [2])
+    assert rows["LoRA r8, gradient_checkpointing"]["stock"] is None  # TerraTorch has no equivalent
+    trainable = {label: row["ours"]["info"]["trainable_params"] for label, row in rows.items()}
+    assert all(count > 0 for count in trainable.values())
+    assert trainable["LoRA r4"] < trainable["LoRA r8"] == trainable["LoRA r8, gradient_checkpointing"]
+
+
+def test_flops_counts_the_same_work_for_stock_and_ours_and_relates_throughput_to_the_matmul_peak(tmp_path):
+    result = run_part("flops", tmp_path, "--compile")["results"]
+
+    assert set(result["matmul_tflops"]) == {"bf16", "fp32", "fp32+tf32"}
+    assert all(value > 0 for value in result["matmul_tflops"].values())
+    runs = [(row["run"]["encoder"], row["run"]["dtype"], row["run"]["tf32"], row["run"]["compiled"]) for row in result["encoders"]]
+    assert runs == [
+        ("stock", "bf16", None, False), ("ours", "bf16", None, False), ("ours", "bf16", None, True),
+        ("stock", "fp32", False, False), ("ours", "fp32", False, False),
+        ("stock", "fp32", True, False), ("ours", "fp32", True, False),
     ]
-    assert [row[2] for row in prithvi if row[2].endswith("compile")] == ["LoRA r8, compile"] * 2 * len(DTYPES)
-    assert all(row[4] == "n/a" and is_number(row[5]) and is_number(row[6]) for row in prithvi)
-    with_stock = [row for row in prithvi if "checkpointing" not in row[2]]
-    assert len(with_stock) == 8 * len(DTYPES) and all(is_number(row[8]) for row in with_stock)
-
-    matmuls = table_rows(output, "| matmul | TFLOP/s |")
-    assert [row[0].split(" ")[0] for row in matmuls] == ["bf16", "fp32", "fp32+tf32"]
-    encoders = table_rows(output, "| encoder | dtype | TF32 | compiled | GFLOP/tile |")
-    assert [row[:4] for row in encoders] == [
-        ["stock PrithviViT", "bf16", "default", "no"],
-        ["axs_lib encoder", "bf16", "default", "no"],
-        ["axs_lib encoder", "bf16", "default", "yes"],
-        ["stock PrithviViT", "fp32", "off", "no"],
-        ["axs_lib encoder", "fp32", "off", "no"],
-        ["stock PrithviViT", "fp32", "on", "no"],
-        ["axs_lib encoder", "fp32", "on", "no"],
-    ]
-    assert all(is_number(row[4]) and is_number(row[6]) for row in encoders)
-    assert len({row[4] for row in encoders}) == 1, "stock and axs_lib encoders count different FLOPs"
-
-    assert {"settings", "generation", "prithvi", "flops"} <= set(json.loads(results.read_text()))
-
+    assert len({row["gflop_per_tile"] for row in result["encoders"]}) == 1 and result["encoders"][0]["gflop_per_tile"] > 0
+    for row in result["encoders"]:
+        assert_measured(row["measurement"], [1, 2])
+        best = row["measurement"]["best"]
+        assert row["tflops"] == pytest.approx(row["gflop_per_tile"] * best["tiles_per_s"] / 1000)
+        assert row["fraction_of_peak"] == pytest.approx(row["tflops"] / result["matmul_tflops"][row["peak"]])

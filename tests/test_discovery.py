@@ -9,7 +9,7 @@ import pytest
 from axs_lib.models import KNOWN_MODELS, CheckpointNotFoundError, build_prithvi_600_backbone, find_all, find_checkpoint
 from axs_lib.weights import discovery
 from axs_lib.weights.catalog import PRITHVI_600M
-from tiny_weights import model_folder, write_tiny_model
+from axs_lib.demo.tiny_weights import model_folder, write_tiny_model
 
 SPEC = KNOWN_MODELS[PRITHVI_600M]
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -12,6 +15,7 @@ from axs_lib.models import (
     KNOWN_MODELS,
     CheckpointMismatchError,
     CorruptCheckpointError,
+    UnknownTokenizerPresetError,
     build_prithvi_600_backbone,
     build_terramind_backbone,
     build_terramind_generator,
@@ -179,3 +183,35 @@ def test_terratorchs_tokenizer_table_is_left_as_it_was(tiny_weights):
     before = dict(tokenizer_dict["v1"])
     build_terramind_generator(checkpoint_path=tiny_weights / TERRAMIND_LARGE)
     assert tokenizer_dict["v1"] == before
+
+
+def test_a_fresh_process_builds_tiny_tokenizers_installing_only_the_toy_presets_their_config_names(tiny_weights):
+    script = f"""
+import json
+from terratorch.models.backbones.terramind.tokenizer.models import vit_models
+from terratorch.models.backbones.terramind.tokenizer.models.unet import unet
+from axs_lib.models import build_terramind_generator
+
+def installed():
+    return {{"encoder": hasattr(vit_models, "axs_tiny_vit_enc"), "diffusion decoder": hasattr(unet, "unet_axs_tiny"),
+             "vit decoder": hasattr(vit_models, "axs_tiny_vit_dec")}}
+
+before = installed()
+build_terramind_generator(checkpoint_path={str(tiny_weights / TERRAMIND_LARGE)!r})
+print(json.dumps([before, installed()]))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    before, after = json.loads(result.stdout.splitlines()[-1])
+    assert before == {"encoder": False, "diffusion decoder": False, "vit decoder": False}
+    assert after == {"encoder": True, "diffusion decoder": True, "vit decoder": False}  # only the S2L2A tokenizer's
+
+
+def test_a_tokenizer_config_naming_an_unknown_preset_is_one_clear_error(weights_copy):
+    config = weights_copy / TOKENIZER / "config.json"
+    config.write_text(json.dumps({"pretrained_cfg": {"enc_type": "vit_xxl_enc", "dec_type": "unet_patched"}}))
+    with pytest.raises(UnknownTokenizerPresetError) as raised:
+        build_terramind_generator(checkpoint_path=weights_copy / TERRAMIND_LARGE)
+    message = str(raised.value)
+    assert str(config) in message and "enc_type" in message and "'vit_xxl_enc'" in message
+    assert "vit_b_enc" in message and "axs_tiny_vit_enc" in message  # what it could be instead

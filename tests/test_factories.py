@@ -17,7 +17,7 @@ from axs_lib.models import (
 from axs_lib.weights.catalog import PRITHVI_600M, TERRAMIND_LARGE
 from axs_lib.models.terramind import GENERATOR_OUTPUTS
 from helpers import trainable
-from tiny_weights import TINY_PRITHVI
+from axs_lib.demo.tiny_weights import TINY_PRITHVI
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from axs_lib.models import (
 from axs_lib.models.pretrained import MODEL_TYPE, base_fingerprint
 from axs_lib.weights.catalog import PRITHVI_600M, TERRAMIND_LARGE
 from helpers import eval_modules_in_training_forwards, fit_two_steps
-from tiny_weights import write_tiny_weights, prithvi_state_dict
+from axs_lib.demo.tiny_weights import write_tiny_weights, prithvi_state_dict
 
 TILE = 28
 

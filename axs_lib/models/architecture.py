@@ -6,7 +6,7 @@ TerraMind's repositories ship none, and the published sizes are used. Smaller mo
 
 - TerraMind: ``{"architecture": "terramind_v1_tiny"}`` names another TerraTorch TerraMind 1.0 size.
 - TerraMind tokenizers: ``pretrained_cfg`` may set ``enc_type`` and ``dec_type`` (TerraTorch encoder and
-  decoder preset names).
+  decoder preset names, or the toy presets of ``tokenizer_presets``, installed when named).
 - Prithvi: ``pretrained_cfg`` may set ``embed_dim``, ``depth``, ``num_heads``, ``mlp_ratio``, ``patch_size``.
 
 Other keys are ignored.
@@ -21,6 +21,7 @@ from typing import Any
 
 from ..weights.catalog import CONFIG_FILENAME, Family, ModelSpec
 from ..errors import CorruptCheckpointError
+from .tokenizer_presets import provide_presets
 
 logger = logging.getLogger(__name__)
 
@@ -60,4 +61,6 @@ def builder_arguments(spec: ModelSpec, checkpoint: Path) -> dict[str, Any]:
     arguments = {key: pretrained_cfg[key] for key in _BUILDER_ARGUMENTS[spec.family] if key in pretrained_cfg}
     if arguments:
         logger.debug("architecture of %s from %s: %s", spec.name, CONFIG_FILENAME, arguments)
+    if spec.family is Family.TERRAMIND_TOKENIZER:
+        provide_presets(arguments, checkpoint.parent / CONFIG_FILENAME)
     return arguments

@@ -7,11 +7,13 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..demo import command as demo
 from ..errors import AxsModelError, InvalidSceneError
 from . import bands as B
 from . import distributed
@@ -230,6 +232,8 @@ def _rank() -> int:
 
 
 def _check_common(args: argparse.Namespace) -> None:
+    if "output" not in args:  # the demo writes its own files
+        return
     if not args.output.parent.is_dir():
         raise InvalidSceneError(f"output folder not found: {args.output.parent}")
     if args.batch_size < 1:
@@ -290,4 +294,8 @@ def _parser() -> argparse.ArgumentParser:
     generation(sub)
     common(sub, 224)
     sub.set_defaults(command=pipeline)
+
+    sub = commands.add_parser("demo", help="every command on a synthetic scene with tiny random-weight models", description=demo.run.__doc__)
+    sub.add_argument("--folder", type=Path, help="where to write the scene, models and outputs (default: a new temporary folder)")
+    sub.set_defaults(command=partial(demo.run, run_command=main))
     return parser

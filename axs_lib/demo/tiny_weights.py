@@ -2,8 +2,8 @@
 
 The files hold TerraTorch's own architectures at toy sizes, described in each folder's ``config.json``
 the way ``axs_lib.models.architecture`` reads it, so loading them runs the same code as the real files.
-TerraMind tokenizers have no toy size in TerraTorch; :func:`install_tiny_tokenizer_presets` adds a
-toy encoder and diffusion decoder preset beside TerraTorch's own (``vit_b_enc``, ``unet_patched``).
+TerraMind tokenizers have no toy size in TerraTorch; their ``config.json`` names the library's toy presets
+(``axs_lib.models.tokenizer_presets``), which loading installs beside TerraTorch's own.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from huggingface_hub.file_download import repo_folder_name
 
 from axs_lib.weights.catalog import KNOWN_MODELS, PRITHVI_600M, TERRAMIND_LARGE, TERRAMIND_MODALITIES
 from axs_lib.models.loading import parameters_on_meta
+from axs_lib.models.tokenizer_presets import TOY_DIFFUSION_DECODER, TOY_VIT_DECODER, TOY_VIT_ENCODER, install_toy_presets
 
-TINY_ENCODER = "axs_tiny_vit_enc"
-TINY_DECODER = "unet_axs_tiny"
-TINY_VIT_DECODER = "axs_tiny_vit_dec"
+TINY_ENCODER = TOY_VIT_ENCODER
+TINY_DECODER = TOY_DIFFUSION_DECODER
+TINY_VIT_DECODER = TOY_VIT_DECODER
 VQVAE_TOKENIZERS = ("TerraMind-1.0-Tokenizer-LULC",)
 TINY_TERRAMIND = "terramind_v1_tiny"
 TINY_PRITHVI = {"embed_dim": 32, "depth": 4, "num_heads": 2, "mlp_ratio": 2.0, "patch_size": [1, 14, 14]}
@@ -27,30 +28,7 @@ TINY_PRITHVI = {"embed_dim": 32, "depth": 4, "num_heads": 2, "mlp_ratio": 2.0, "
 
 def install_tiny_tokenizer_presets() -> None:
     """Make ``axs_tiny_vit_enc``, ``axs_tiny_vit_dec`` and ``unet_axs_tiny`` available to TerraTorch's tokenizer builders."""
-    from terratorch.models.backbones.terramind.tokenizer.models import vit_models
-    from terratorch.models.backbones.terramind.tokenizer.models.unet import unet
-
-    def axs_tiny_vit_enc(in_channels, patch_size, resolution, patch_proj=True, post_mlp=False, **_):
-        return vit_models.ViTEncoder(
-            in_channels=in_channels, patch_size=patch_size, resolution=resolution, dim_tokens=32, depth=1,
-            num_heads=2, mlp_ratio=2, patch_proj=patch_proj, post_mlp=post_mlp,
-        )
-
-    def unet_axs_tiny(**kwargs):
-        return unet.PatchedUNetCondCat(
-            patch_size=4, model_channels=32, num_res_blocks=1, attention_resolutions=[], channel_mult=(1,),
-            num_head_channels=32, **kwargs,
-        )
-
-    def axs_tiny_vit_dec(out_channels, patch_size, resolution, patch_proj=True, post_mlp=False, out_conv=False, **_):
-        return vit_models.ViTDecoder(
-            out_channels=out_channels, patch_size=patch_size, resolution=resolution, dim_tokens=32, depth=1,
-            num_heads=2, mlp_ratio=2, patch_proj=patch_proj, post_mlp=post_mlp, out_conv=out_conv,
-        )
-
-    vit_models.axs_tiny_vit_enc = axs_tiny_vit_enc
-    vit_models.axs_tiny_vit_dec = axs_tiny_vit_dec
-    unet.unet_axs_tiny = unet_axs_tiny
+    install_toy_presets()
 
 
 def _random_state_dict(*modules: torch.nn.Module, seed: int = 0, strip: str = "") -> dict[str, torch.Tensor]:
@@ -94,6 +72,7 @@ def tokenizer_state_dict(name: str, seed: int = 0, **builder_arguments) -> dict[
     """A TerraMind tokenizer checkpoint; the tiny architecture unless ``builder_arguments`` say otherwise."""
     from terratorch.registry import TERRATORCH_FULL_MODEL_REGISTRY
 
+    install_tiny_tokenizer_presets()
     arguments = builder_arguments or config_for(name)["pretrained_cfg"]
     with parameters_on_meta():
         tokenizer = TERRATORCH_FULL_MODEL_REGISTRY[KNOWN_MODELS[name].builder](pretrained=False, **arguments)

@@ -1,0 +1,72 @@
+"""``axs-scenes demo``: a new user's first run, with no weights, on a synthetic scene."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from axs_lib.demo import command as demo
+from axs_lib.demo.synthetic_scene import CLASS_NAMES, write_synthetic_scene
+from axs_lib.errors import DemoStepError
+from axs_lib.scenes import bands as B
+
+
+def grid(path: Path) -> tuple:
+    with rasterio.open(path) as src:
+        return src.crs, src.transform, src.width, src.height
+
+
+def test_the_synthetic_scene_is_one_grid_whose_references_agree_with_its_inputs(work):
+    scene = write_synthetic_scene(work, size=40)
+    assert len({grid(path) for path in (scene.sar, scene.hls, scene.optical_reference, scene.labels)}) == 1
+    with rasterio.open(scene.hls) as hls, rasterio.open(scene.optical_reference) as reference:
+        assert hls.descriptions == B.PRITHVI_BANDS and reference.count == len(B.S2L2A_BANDS)
+        assert np.array_equal(hls.read(), reference.read([index + 1 for index in B.PRITHVI_FROM_S2L2A]))
+    with rasterio.open(scene.sar) as sar, rasterio.open(scene.labels) as labels:
+        assert sar.descriptions == B.S1GRD_BANDS and sar.dtypes[0] == "float32"
+        assert set(np.unique(labels.read())) <= set(range(len(CLASS_NAMES)))
+    assert sorted(path.name for path in work.iterdir()) == sorted(
+        path.name for path in (scene.sar, scene.hls, scene.optical_reference, scene.labels)
+    )
+
+
+def test_the_demo_runs_every_command_from_a_fresh_process_and_says_the_weights_are_random(tmp_path):
+    folder = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "axs_lib.scenes", "demo", "--folder", str(folder)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=900,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    commands = re.findall(r"^\$ axs-scenes (\S+)", result.stdout, flags=re.MULTILINE)
+    assert {"segment", "sar-to-optical", "pipeline"} <= set(commands)
+    written = [Path(path) for line in re.findall(r"^wrote (.+) in [\d.]+ s$", result.stdout, flags=re.MULTILINE)
+               for path in line.split(" and ")]
+    outputs = [path for path in written if path != folder]
+    assert sorted(outputs) == sorted((folder / "outputs").iterdir())
+    scene_grid = grid(folder / "scene" / "hls.tif")
+    assert all(grid(path) == scene_grid for path in outputs if path.suffix == ".tif")
+    assert {path.name for path in (folder / "scene").iterdir()} >= {"s2l2a_reference.tif", "labels.tif"}
+    assert "weights are RANDOM" in result.stdout
+    assert not [path for path in folder.rglob("*") if "partial" in path.name]
+
+
+def test_a_failing_step_stops_the_demo_with_an_error_naming_the_command(work, capsys):
+    ran = []
+
+    def failing(argv: list[str]) -> int:
+        ran.append(argv[0])
+        return 2
+
+    with pytest.raises(DemoStepError, match=r"`axs-scenes segment .*` failed with exit code 2"):
+        demo.run(argparse.Namespace(folder=work), run_command=failing)
+    assert ran == ["segment"]
+    assert "RANDOM" not in capsys.readouterr().out
