@@ -12,6 +12,7 @@ source is hashed at each load, and a log line at INFO level says so.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,7 +20,7 @@ import os
 import struct
 from pathlib import Path
 
-from ..errors import CorruptCheckpointError
+from ..errors import CorruptCheckpointError, UnreadableCheckpointError
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +46,15 @@ def safetensors_metadata(path: Path) -> dict[str, str]:
     Raises:
         CorruptCheckpointError: the header is unreadable, or the file is shorter than the header says
             (a truncated download or copy).
+        UnreadableCheckpointError: this user may not read the file.
     """
     size = path.stat().st_size
     try:
-        with open(path, "rb") as handle:
+        handle = open(path, "rb")
+    except PermissionError as error:
+        raise UnreadableCheckpointError(path) from error
+    try:
+        with handle:
             (header_length,) = struct.unpack("<Q", handle.read(8))
             if header_length > min(_MAX_HEADER_BYTES, size - 8):
                 raise ValueError(f"header of {header_length} bytes in a file of {size} bytes")
@@ -125,11 +131,16 @@ def _verified_copy(converted: Path) -> dict | None:
 
 
 def _remember_verified_copy(converted: Path, seen: dict) -> None:
+    """Record ``seen`` beside ``converted`` where its folder is writable; otherwise say that it will be hashed again."""
     path = _verified_copy_path(converted)
+    if not os.access(path.parent, os.W_OK):
+        logger.info("%s is in a read-only folder: its source will be hashed again at the next load", converted)
+        return
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         temporary.write_text(json.dumps(seen))
         os.replace(temporary, path)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
         logger.info("cannot record that %s was verified (%s); it will be hashed again at the next load", converted, error)
