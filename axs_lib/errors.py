@@ -55,6 +55,7 @@ class CorruptCheckpointError(AxsModelError, ValueError):
 
     def __init__(self, path: Path, reason: str):
         self.path = path
+        self.reason = reason
         super().__init__(
             f"Cannot read checkpoint {path}: {reason}\n"
             "The file is probably truncated or corrupt: delete it and download it again "
