@@ -101,10 +101,15 @@ def is_current(converted: Path, source: Path) -> bool:
     seen = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": record.get(SHA256)}
     if record.get(MTIME) == str(stat.st_mtime_ns) or _verified_copy(converted) == seen:
         return True
-    logger.info("checking %s against its conversion by SHA-256 (its modification time changed)", source)
+    can_remember = os.access(converted.parent, os.W_OK)
+    logger.info(
+        "checking %s against its conversion by SHA-256 (its modification time changed%s)",
+        source, "" if can_remember else "; the folder is read-only, so this is done at every load",
+    )
     if record.get(SHA256) != sha256_of(source):
         return False
-    _remember_verified_copy(converted, seen)
+    if can_remember:
+        _remember_verified_copy(converted, seen)
     return True
 
 
@@ -131,11 +136,7 @@ def _verified_copy(converted: Path) -> dict | None:
 
 
 def _remember_verified_copy(converted: Path, seen: dict) -> None:
-    """Record ``seen`` beside ``converted`` where its folder is writable; otherwise say that it will be hashed again."""
     path = _verified_copy_path(converted)
-    if not os.access(path.parent, os.W_OK):
-        logger.info("%s is in a read-only folder: its source will be hashed again at the next load", converted)
-        return
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         temporary.write_text(json.dumps(seen))
