@@ -55,6 +55,7 @@ class CorruptCheckpointError(AxsModelError, ValueError):
 
     def __init__(self, path: Path, reason: str):
         self.path = path
+        self.reason = reason
         super().__init__(
             f"Cannot read checkpoint {path}: {reason}\n"
             "The file is probably truncated or corrupt: delete it and download it again "
@@ -202,3 +203,71 @@ class DemoStepError(AxsModelError, RuntimeError):
     def __init__(self, argv: Sequence[str], code: int):
         self.argv, self.code = list(argv), code
         super().__init__(f"the demo's step `axs-scenes {' '.join(argv)}` failed with exit code {code} (its error is above)")
+
+
+class WeightsDirNotFoundError(AxsModelError, FileNotFoundError):
+    """``AXS_WEIGHTS_DIR`` is set to a folder that does not exist (or to a symbolic link to nothing)."""
+
+    def __init__(self, path: Path, link_target: str | None = None):
+        self.path, self.link_target = path, link_target
+        what = (
+            f"a symbolic link to {link_target}, which does not exist (a volume that is not mounted, or a moved folder?)"
+            if link_target is not None
+            else "which does not exist"
+        )
+        super().__init__(
+            f"AXS_WEIGHTS_DIR is set to {path}, {what}. Point it at the folder that holds the model folders "
+            f"(download into one with: axs-setup --weights-dir {path}), or unset it to search weights/hf and the "
+            "Hugging Face cache."
+        )
+
+
+class DanglingLinkError(AxsModelError, FileNotFoundError):
+    """A model file or folder is a symbolic link whose target does not exist."""
+
+    def __init__(self, path: Path, link_target: str, download_command: str):
+        self.path, self.link_target = path, link_target
+        super().__init__(
+            f"{path} is a symbolic link to {link_target}, which does not exist (a volume that is not mounted, or a "
+            f"Hugging Face cache file that was deleted?). Restore {link_target}, or delete the link and download "
+            f"the model again:  {download_command}"
+        )
+
+
+class UnreadableCheckpointError(AxsModelError, PermissionError):
+    """A checkpoint file exists but this user may not read it. The file itself may well be intact."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        super().__init__(
+            f"Cannot read checkpoint {path}: permission denied. The file is not known to be damaged, so do not "
+            "delete it: give this user read access to it and its folders (e.g. chmod a+r on the file, a+x on the "
+            "folders) or run as a user who can read it."
+        )
+
+
+class UnsafeCheckpointError(AxsModelError, ValueError):
+    """A pickled checkpoint holds Python objects that ``torch.load(weights_only=True)`` refuses to create."""
+
+    def __init__(self, path: Path, refused: str):
+        self.path, self.refused = path, refused
+        super().__init__(
+            f"Checkpoint {path} holds more than tensors: torch.load(weights_only=True) refuses {refused}, and axs_lib "
+            "never runs pickled code. The file is not damaged: it was saved with Python objects (a whole model, "
+            "a training checkpoint). If you trust its source, load it once with torch.load(weights_only=False), save "
+            "only its state dict (names to tensors) with torch.save or safetensors and pass that file; or use the "
+            "published file (axs-setup --models <name>)."
+        )
+
+
+class InvalidSavedModelError(AxsModelError, ValueError):
+    """A folder written by ``save_pretrained`` has a damaged or hand-edited file."""
+
+    def __init__(
+        self,
+        path: Path,
+        problem: str,
+        fix: str = "Save the model again with save_pretrained, or copy the whole folder again from where it was saved.",
+    ):
+        self.path = path
+        super().__init__(f"Cannot load the saved model file {path}: {problem}. {fix}")

@@ -3,7 +3,8 @@
     axs-register-models          # a table (python register_models.py from a checkout)
     axs-register-models --json   # the same report as JSON
 
-Exits 1 when no checkpoint is found at all.
+Exits 1 when no checkpoint is found at all, 2 when the weights folders cannot be searched (e.g. AXS_WEIGHTS_DIR
+names a folder that does not exist).
 """
 
 from __future__ import annotations
@@ -33,12 +34,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
 
-    from axs_lib.models import NoModelsFoundError, register_all_models  # TerraTorch: seconds, so after --help
+    from axs_lib.models import AxsModelError, NoModelsFoundError, register_all_models  # TerraTorch: after --help
 
     report = register_all_models()
+    try:
+        found = report.found  # searched here, so that a search that cannot run is one line, not a traceback
+    except AxsModelError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
-    if not report.found:
+    if not found:
         print(f"ERROR: {NoModelsFoundError()}", file=sys.stderr)
         return 1
     if args.json:
@@ -46,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("Models found:")
     print(_table(
-        [(name, str(file.path), file.format, _size(file.size_bytes), file.origin) for name, file in report.found.items()],
+        [(name, str(file.path), file.format, _size(file.size_bytes), file.origin) for name, file in found.items()],
         ("name", "path", "format", "size", "found in"),
     ))
     if report.missing:

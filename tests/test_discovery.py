@@ -54,7 +54,7 @@ def test_search_order_is_env_then_project_then_hf_cache(prithvi_file, use_weight
     assert find_checkpoint(SPEC).path == project_file
     use_weights(tmp_path / "env")
     assert find_checkpoint(SPEC).path == env_file
-    shutil.rmtree(tmp_path / "env")
+    monkeypatch.delenv("AXS_WEIGHTS_DIR")
     shutil.rmtree(tmp_path / "project")
     found = find_checkpoint(SPEC)
     assert (found.path, found.origin) == (cache_file, "HF cache")
@@ -85,7 +85,7 @@ def test_safetensors_under_the_published_stem_is_preferred_to_the_pt(prithvi_fil
 
 
 def test_missing_checkpoint_lists_every_place_and_the_download_command(use_weights, tmp_path):
-    use_weights(tmp_path / "my-weights")
+    use_weights(tmp_path / "my-weights").mkdir()
     with pytest.raises(CheckpointNotFoundError) as raised:
         find_checkpoint(SPEC)
     message = str(raised.value)

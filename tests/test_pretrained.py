@@ -12,7 +12,13 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from axs_lib.errors import AxsModelError, BaseModelMismatchError, NotASavedModelError, SavedModelNotFoundError
+from axs_lib.errors import (
+    AxsModelError,
+    BaseModelMismatchError,
+    InvalidSavedModelError,
+    NotASavedModelError,
+    SavedModelNotFoundError,
+)
 from axs_lib.models import (
     CheckpointMismatchError,
     InvalidArgumentError,
@@ -39,6 +45,16 @@ assert not model.training and not auto.training, "from_pretrained must return ev
 with torch.no_grad():
     torch.save({"folder": model(images).output, "auto": auto(images).output,
                 "config": [type(config).__name__, config.model_type, config.num_classes]}, out)
+"""
+
+LOAD_WITH_TRANSFORMERS_ONLY = """
+import sys, torch, transformers, peft
+folder, images, out = sys.argv[1:4]
+assert "axs_lib" not in sys.modules
+model = transformers.AutoModel.from_pretrained(folder, trust_remote_code=True)
+with torch.no_grad():
+    torch.save({"auto": model(torch.load(images)).output, "class": type(model).__name__,
+                "base": peft.PeftConfig.from_pretrained(folder).base_model_name_or_path}, out)
 """
 
 
@@ -72,14 +88,17 @@ def logits(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         return model(images[:, : model.in_channels]).output
 
 
-def load_in_fresh_process(folder: Path, images: torch.Tensor, tmp_path: Path, weights: Path | None) -> dict:
+def load_in_fresh_process(
+    folder: Path, images: torch.Tensor, tmp_path: Path, weights: Path | None, script: str = LOAD_IN_FRESH_PROCESS
+) -> dict:
     """Load ``folder`` as a user would in a new Python process, by this library and by transformers' AutoModel."""
     torch.save(images, tmp_path / "images.pt")
     env = {key: value for key, value in os.environ.items() if key != "AXS_WEIGHTS_DIR"}
+    env["HF_MODULES_CACHE"] = str(tmp_path / "hf-modules")  # where transformers copies a folder's remote code
     if weights is not None:
         env["AXS_WEIGHTS_DIR"] = str(weights)
     result = subprocess.run(
-        [sys.executable, "-c", LOAD_IN_FRESH_PROCESS, str(folder), str(tmp_path / "images.pt"), str(tmp_path / "out.pt")],
+        [sys.executable, "-c", script, str(folder), str(tmp_path / "images.pt"), str(tmp_path / "out.pt")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -97,6 +116,17 @@ class TestRoundTrip:
         assert torch.equal(loaded["folder"], expected), (loaded["folder"] - expected).abs().max()
         assert torch.equal(loaded["auto"], expected), (loaded["auto"] - expected).abs().max()
         assert loaded["config"] == ["AxsPrithviSegmentationConfig", MODEL_TYPE, 3]
+
+    def test_transformers_alone_opens_a_folder_with_trust_remote_code_and_peft_names_its_base(
+        self, weights, images, tmp_path
+    ):
+        model = fine_tune(build_prithvi_600(num_classes=3, img_size=TILE))
+        folder = model.save_pretrained(tmp_path / "my-model")
+        loaded = load_in_fresh_process(folder, images, tmp_path, weights, LOAD_WITH_TRANSFORMERS_ONLY)
+        assert torch.equal(loaded["auto"], logits(model, images))
+        assert loaded["class"] == "PrithviSegmentation"
+        fingerprint = base_fingerprint(weights / PRITHVI_600M / "Prithvi_EO_V2_600M.pt")
+        assert loaded["base"] == f"{PRITHVI_600M}@{fingerprint}"
 
     @pytest.mark.parametrize(
         "arguments",
@@ -220,6 +250,43 @@ class TestRefusals:
         save_file(saved, folder / "model.safetensors")
         with pytest.raises(CheckpointMismatchError, match="lora_A"):
             PrithviSegmentation.from_pretrained(folder)
+
+    @pytest.mark.parametrize(
+        ("damage", "error", "message"),
+        [
+            (lambda config: config.pop("build"), InvalidSavedModelError,
+             "config.json: it has no 'build' entry (how to rebuild the model), which save_pretrained always writes. "
+             "Save the model again with save_pretrained, or copy the whole folder again from where it was saved."),
+            (lambda config: config.pop("dtype"), InvalidSavedModelError,
+             "config.json: it has no 'dtype' entry (the weights' dtype), which save_pretrained always writes."),
+            (lambda config: config["base_model"].pop("fingerprint"), InvalidSavedModelError,
+             "config.json: it has no 'base_model.fingerprint' entry (the base weights' fingerprint), which"),
+            (lambda config: config["build"]["arguments"].update(lora_rank=8), InvalidArgumentError,
+             "config.json: its 'build' entry is refused: build_prithvi_600 got unknown argument 'lora_rank' (did you "
+             "mean 'lora_r'?)"),
+            (lambda config: config.pop("format_version"), InvalidSavedModelError,
+             "config.json: it has no format_version, which save_pretrained always writes."),
+            (lambda config: config.update(format_version="1"), InvalidSavedModelError,
+             "config.json: its format_version must be a whole number of at least 1 (this axs_lib writes 1), not '1'."),
+            (None, InvalidSavedModelError, "adapter_model.safetensors: truncated: its header lists"),
+        ],
+        ids=["no-build", "no-dtype", "no-fingerprint", "unknown-build-argument", "no-format-version",
+             "format-version-a-string", "truncated-adapter"],
+    )
+    def test_a_damaged_or_hand_edited_folder_gets_one_error_naming_the_file_and_the_problem(
+        self, weights, tmp_path, damage, error, message
+    ):
+        folder = build_prithvi_600(num_classes=2, img_size=TILE).save_pretrained(tmp_path / "m")
+        if damage is None:
+            adapter = folder / "adapter_model.safetensors"
+            adapter.write_bytes(adapter.read_bytes()[:-64])
+        else:
+            config = json.loads((folder / "config.json").read_text())
+            damage(config)
+            (folder / "config.json").write_text(json.dumps(config))
+        with pytest.raises(error) as raised:
+            PrithviSegmentation.from_pretrained(folder)
+        assert f"Cannot load the saved model file {folder}/{message}" in str(raised.value)
 
     @pytest.mark.parametrize("kind", ["terramind-weights", "empty", "published-prithvi"])
     def test_folders_that_are_not_saved_models_get_one_clear_error(self, tiny_weights, tmp_path, kind):

@@ -1,6 +1,8 @@
 """transformers' ``AutoConfig`` / ``AutoModel`` for the folders :func:`axs_lib.models.pretrained.save_pretrained` writes.
 
-Only those folders (``config.json`` with ``model_type: axs_prithvi_segmentation``) are served. The published
+Only those folders (``config.json`` with ``model_type: axs_prithvi_segmentation``) are served. Each folder's
+``auto_map`` names these classes through its ``modeling_axs_lib.py``, so ``trust_remote_code=True`` opens it in a
+process that has not imported axs_lib. The published
 Prithvi ``config.json`` has no ``model_type`` (transformers routes it to timm) and the TerraMind repositories
 ship no ``config.json``; load those with the ``build_*`` factories.
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..errors import NotASavedModelError
+from ..errors import NotASavedModelError, UnreadableCheckpointError
 from ..weights.catalog import KNOWN_MODELS, PRITHVI_600M
 from ..weights.discovery import find_checkpoint
 from .loading import check_saved_tensors
@@ -56,6 +56,8 @@ def read_lightning_checkpoint(path: Path) -> LightningRun:
     """
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except PermissionError as error:
+        raise UnreadableCheckpointError(path) from error
     except pickle.UnpicklingError as error:
         raise NotASavedModelError(
             path, f"it cannot be read without running pickled code (torch.load weights_only=True refused: {error})"

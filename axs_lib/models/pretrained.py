@@ -3,11 +3,13 @@
 The folder::
 
     config.json                 model_type "axs_prithvi_segmentation", format_version, how to build the model
-                                (factory and arguments), and the base weights it refers to (name, fingerprint)
+                                (factory and arguments), the base weights it refers to (name, fingerprint), and
+                                an ``auto_map`` for transformers' ``trust_remote_code=True``
+    modeling_axs_lib.py         the module that ``auto_map`` names: it imports the classes from axs_lib
     model.safetensors           what fine-tuning changed: necks, decoder, head, the patch embedding, and every
                                 encoder weight that was trainable (the whole encoder when it was trained)
-    adapter_config.json         PEFT's own files, when the encoder has LoRA adapters
-    adapter_model.safetensors
+    adapter_config.json         PEFT's own files, when the encoder has LoRA adapters; ``base_model_name_or_path``
+    adapter_model.safetensors   is ``<catalog name>@<base fingerprint>``, e.g. ``Prithvi-EO-2.0-600M@sampled-sha256:…``
     base/                       only with ``include_base=True``: the base encoder weights, so that the folder is
                                 self-contained
 
@@ -41,6 +43,7 @@ from ..errors import (
     CheckpointMismatchError,
     CorruptCheckpointError,
     InvalidArgumentError,
+    InvalidSavedModelError,
     NotASavedModelError,
     SavedModelNotFoundError,
 )
@@ -48,6 +51,7 @@ from ..weights.catalog import CONFIG_FILENAME, KNOWN_MODELS, PRITHVI_600M
 from ..weights.conversion import save_state_dict
 from ..weights.discovery import find_checkpoint
 from ..weights.fingerprint import hash_tensor
+from ..weights.provenance import safetensors_metadata
 from ..weights.reading import StateDict, read_state_dict
 from . import _validation
 from ._terratorch import terratorch_module
@@ -66,6 +70,31 @@ BASE_FOLDER = "base"
 ENCODER_PREFIX = "model.encoder."
 PRITHVI_BACKBONES = ("axs_prithvi_eo_v2_600",)
 """TerraTorch backbone names (registered by this library) a TerraTorch-built model may use."""
+
+REMOTE_CODE_MODULE = "modeling_axs_lib"
+"""The module file written into each folder for transformers' remote-code loading (``auto_map``)."""
+_REMOTE_CODE = '''"""Opens this folder with transformers' trust_remote_code=True; the classes are axs_lib's (pip install axs_lib)."""
+
+from axs_lib.models.auto import AxsPrithviSegmentationAutoModel, AxsPrithviSegmentationConfig
+
+__all__ = ["AxsPrithviSegmentationAutoModel", "AxsPrithviSegmentationConfig"]
+'''
+_AUTO_MAP = {
+    "AutoConfig": f"{REMOTE_CODE_MODULE}.AxsPrithviSegmentationConfig",
+    "AutoModel": f"{REMOTE_CODE_MODULE}.AxsPrithviSegmentationAutoModel",
+}
+
+_CONFIG_ENTRIES = (
+    ("dtype", str, "a string", "the weights' dtype"),
+    ("build", dict, "an object", "how to rebuild the model"),
+    ("build.factory", str, "a string", "the factory that builds the model"),
+    ("build.arguments", dict, "an object", "the factory's arguments"),
+    ("base_model", (dict, type(None)), "an object or null", "the base weights the model refers to"),
+    ("base_model.name", str, "a string", "the base model's catalog name"),
+    ("base_model.fingerprint", str, "a string", "the base weights' fingerprint"),
+    ("base_model.frozen_weights_from_base", bool, "true or false", "whether the frozen weights are the base's"),
+)
+"""Every ``config.json`` entry loading reads: dotted name, JSON type, that type in words, what it holds."""
 
 
 def save_pretrained(model: PrithviSegmentation, folder: str | os.PathLike, include_base: bool = False) -> Path:
@@ -109,6 +138,7 @@ def save_pretrained(model: PrithviSegmentation, folder: str | os.PathLike, inclu
         "dtype": str(model.head_dtype).removeprefix("torch."),
         "build": {"factory": recipe.factory, "arguments": _json_ready(recipe.arguments, "build arguments")},
         "base_model": None,
+        "auto_map": _AUTO_MAP,
     }
     if base_file is not None:
         spec = KNOWN_MODELS[PRITHVI_600M]
@@ -124,9 +154,15 @@ def save_pretrained(model: PrithviSegmentation, folder: str | os.PathLike, inclu
         save_state_dict(weights, target / WEIGHTS_FILENAME)
         encoder = model.model.encoder
         if _is_peft_model(encoder):
-            encoder.save_pretrained(str(target))
+            if config["base_model"] is not None:
+                base_name = f"{config['base_model']['name']}@{config['base_model']['fingerprint']}"
+                for adapter in encoder.peft_config.values():  # what peft's save_pretrained writes as the base
+                    adapter.base_model_name_or_path = base_name
+            # no embedding layers to save, and "auto" would look the base's name up on the Hub
+            encoder.save_pretrained(str(target), save_embedding_layers=False)
         if base_file is not None and include_base:
             _write_base_copy(base_file.path, target / BASE_FOLDER)
+        (target / f"{REMOTE_CODE_MODULE}.py").write_text(_REMOTE_CODE)
         (target / CONFIG_FILENAME).write_text(json.dumps(config, indent=2) + "\n")
 
     _write_atomically(folder, write)
@@ -169,6 +205,10 @@ def from_pretrained(
     return model.eval()
 
 
+_RECIPE_LOCATION = frozenset({"pretrained", "checkpoint_path", "device", "dtype"})
+"""Arguments of ``build_prithvi_600`` that :func:`build_from_recipe` sets itself; a recipe never holds them."""
+
+
 def build_from_recipe(
     factory: str,
     arguments: dict[str, Any],
@@ -178,8 +218,15 @@ def build_from_recipe(
     device: torch.device,
     dtype: torch.dtype | None,
 ) -> PrithviSegmentation:
-    """Build the model a recipe describes, its encoder loaded from the base weights when ``pretrained``."""
+    """Build the model a recipe describes, its encoder loaded from the base weights when ``pretrained``.
+
+    Raises:
+        InvalidArgumentError: an unknown factory, or arguments the factory does not take.
+    """
     if factory == "build_prithvi_600":
+        accepted = _validation.accepted_keywords(build_prithvi_600)
+        if accepted is not None:
+            _validation.known_keywords(arguments, accepted - _RECIPE_LOCATION, factory)
         return build_prithvi_600(
             pretrained=pretrained, checkpoint_path=checkpoint_path, device=device, dtype=dtype, **arguments
         )
@@ -246,12 +293,46 @@ def read_folder_config(folder: Path) -> dict[str, Any]:
     model_type = config.get("model_type") if isinstance(config, dict) else None
     if model_type != MODEL_TYPE:
         raise NotASavedModelError(folder, f"its {CONFIG_FILENAME} has model_type {model_type!r}, not {MODEL_TYPE!r}")
-    version = config.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if "format_version" not in config:
+        raise InvalidSavedModelError(config_path, "it has no format_version, which save_pretrained always writes")
+    version = config["format_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InvalidSavedModelError(
+            config_path, f"its format_version must be a whole number of at least 1 (this axs_lib writes "
+            f"{FORMAT_VERSION}), not {version!r}"
+        )
+    if version > FORMAT_VERSION:
         raise NotASavedModelError(
             folder, f"format_version {version!r} is newer than this axs_lib reads ({FORMAT_VERSION}); upgrade axs_lib"
         )
+    _check_config_entries(config, config_path)
     return config
+
+
+def _check_config_entries(config: dict[str, Any], config_path: Path) -> None:
+    """Refuse a ``config.json`` that lacks an entry loading reads, or holds one of the wrong type or value."""
+    for name, kind, kind_in_words, meaning in _CONFIG_ENTRIES:
+        parent, _, key = name.rpartition(".")
+        holder = config[parent] if parent else config
+        if holder is None:  # base_model: null, a model without base weights
+            continue
+        if key not in holder:
+            raise InvalidSavedModelError(
+                config_path, f"it has no {name!r} entry ({meaning}), which save_pretrained always writes"
+            )
+        if not isinstance(holder[key], kind):
+            raise InvalidSavedModelError(config_path, f"its {name!r} entry ({meaning}) must be {kind_in_words}, not {holder[key]!r}")
+    if config["dtype"].lower().removeprefix("torch.") not in _validation.DTYPE_NAMES:
+        raise InvalidSavedModelError(
+            config_path, f"its 'dtype' entry {config['dtype']!r} is not one of {', '.join(_validation.DTYPE_NAMES)}"
+        )
+    base = config["base_model"]
+    if base is not None and base["name"] not in KNOWN_MODELS:
+        raise InvalidSavedModelError(
+            config_path,
+            f"its 'base_model.name' entry {base['name']!r} is not a model this axs_lib knows ({', '.join(KNOWN_MODELS)})",
+            "Upgrade axs_lib if the folder was saved by a newer one, or save the model again.",
+        )
 
 
 def _load_folder(
@@ -271,10 +352,16 @@ def _load_folder(
             raise BaseModelMismatchError(folder, base_file.path, base["fingerprint"], found)
         base_path = base_file.path
     build = config["build"]
-    model = build_from_recipe(
-        build["factory"], build["arguments"], pretrained=base is not None, checkpoint_path=base_path,
-        device=device, dtype=dtype,
-    )
+    try:
+        model = build_from_recipe(
+            build["factory"], build["arguments"], pretrained=base is not None, checkpoint_path=base_path,
+            device=device, dtype=dtype,
+        )
+    except InvalidArgumentError as error:
+        raise InvalidArgumentError(
+            f"Cannot load the saved model file {folder / CONFIG_FILENAME}: its 'build' entry is refused: {error} "
+            "Save the model again with save_pretrained, or correct the entry by hand."
+        ) from error
     base_covers_encoder = base is not None and base["frozen_weights_from_base"]
     _load_saved_weights(model, folder, base_covers_encoder=base_covers_encoder, device=device, dtype=dtype)
     if base is not None and not base_covers_encoder:
@@ -289,6 +376,7 @@ def _load_saved_weights(
     weights_path = folder / WEIGHTS_FILENAME
     if not weights_path.is_file():
         raise NotASavedModelError(folder, f"{WEIGHTS_FILENAME} is missing")
+    _check_saved_file(weights_path)
     saved = read_state_dict(weights_path, device, dtype)
     expected = {key: value for key, value in model.state_dict().items() if not _is_adapter_key(key)}
     required = [key for key in expected if not (base_covers_encoder and key.startswith(ENCODER_PREFIX))]
@@ -310,11 +398,20 @@ def _load_adapter(model: PrithviSegmentation, folder: Path, device: torch.device
     expected = get_peft_model_state_dict(encoder)
     if not adapter_path.is_file():
         raise CheckpointMismatchError(adapter_path, "Prithvi segmentation model with LoRA", missing=sorted(expected))
+    _check_saved_file(adapter_path)
     adapter = {
         key: value.to(dtype) for key, value in load_peft_weights(str(folder), device=str(device)).items()
     }
     check_saved_tensors(adapter, expected, required=expected, source=adapter_path, model_name="the LoRA adapters")
     set_peft_model_state_dict(encoder, adapter)
+
+
+def _check_saved_file(path: Path) -> None:
+    """Refuse a truncated or damaged saved ``.safetensors`` file by name (a folder copied only in part, usually)."""
+    try:
+        safetensors_metadata(path)
+    except CorruptCheckpointError as error:
+        raise InvalidSavedModelError(path, error.reason) from error
 
 
 def _is_adapter_key(key: str) -> bool:
@@ -363,6 +460,8 @@ def _check_replaceable(folder: Path) -> None:
     if folder.is_dir() and any(folder.iterdir()):
         try:
             read_folder_config(folder)
+        except InvalidSavedModelError:
+            return  # an earlier save, damaged: replaced like any other
         except (NotASavedModelError, CorruptCheckpointError):
             raise InvalidArgumentError(
                 f"{folder} is not empty and is not an earlier save_pretrained folder; choose a new or empty folder"

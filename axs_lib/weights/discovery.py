@@ -3,11 +3,13 @@
 Search order: an explicit ``checkpoint_path`` (file or folder); the folder named by ``AXS_WEIGHTS_DIR``;
 the project's ``weights/hf/``; the Hugging Face cache (``HF_HUB_CACHE``). Under each folder a model may be
 in the plain layout (``<root>/<model name>/<file>``) or a hub snapshot
-(``<root>/models--<org>--<name>/snapshots/<revision>/<file>``).
+(``<root>/models--<org>--<name>/snapshots/<revision>/<file>``). A set ``AXS_WEIGHTS_DIR`` must exist: it
+is never skipped in silence.
 
 In a model folder the preferred file is a current ``model.safetensors`` conversion, then
 ``<published stem>.safetensors``, then the published ``.pt``. A damaged ``model.safetensors`` is an error
-(:class:`~axs_lib.errors.CorruptCheckpointError`), never skipped in silence.
+(:class:`~axs_lib.errors.CorruptCheckpointError`), never skipped in silence; so is a model file or folder
+that is a symbolic link to nothing (:class:`~axs_lib.errors.DanglingLinkError`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from huggingface_hub.file_download import repo_folder_name
 
 from .catalog import CONVERTED_FILENAME, KNOWN_MODELS, ModelSpec
 from .provenance import converted_from, is_current
-from ..errors import CheckpointNotFoundError, InvalidWeightsDirError
+from ..errors import CheckpointNotFoundError, DanglingLinkError, InvalidWeightsDirError, WeightsDirNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +68,18 @@ def setup_command(*, model: str | None = None, weights_dir: Path | None = None, 
 
 
 def search_roots() -> list[tuple[str, Path]]:
-    """The weights folders searched when no ``checkpoint_path`` is given, in order, labelled."""
+    """The weights folders searched when no ``checkpoint_path`` is given, in order, labelled.
+
+    Raises:
+        WeightsDirNotFoundError: ``AXS_WEIGHTS_DIR`` is set to a path that does not exist or a dangling link.
+        InvalidWeightsDirError: ``AXS_WEIGHTS_DIR`` names a file.
+    """
     roots = []
     if os.environ.get(WEIGHTS_DIR_ENV):
         weights_dir = Path(os.environ[WEIGHTS_DIR_ENV]).expanduser()
-        if weights_dir.exists() and not weights_dir.is_dir():
+        if not weights_dir.exists():
+            raise WeightsDirNotFoundError(weights_dir, _dangling_target(weights_dir))
+        if not weights_dir.is_dir():
             raise InvalidWeightsDirError(weights_dir)
         roots.append((WEIGHTS_DIR_ENV, weights_dir))
     roots.append(("weights/hf", PROJECT_WEIGHTS_DIR))
@@ -90,9 +99,11 @@ def find_checkpoint(
 
     Raises:
         CheckpointNotFoundError: listing every place that was looked at.
+        DanglingLinkError: the file or folder where the model would be is a symbolic link to nothing.
     """
     if checkpoint_path is not None:
         explicit = Path(checkpoint_path).expanduser()
+        _refuse_dangling(spec, explicit)
         if explicit.is_file():
             return CheckpointFile(spec, explicit, "checkpoint_path")
         found = (_find_in_folder(spec, explicit) or _find_under_root(spec, explicit)) if explicit.is_dir() else None
@@ -110,13 +121,18 @@ def find_checkpoint(
 
 
 def find_all() -> dict[str, CheckpointFile]:
-    """Every known model that has a checkpoint in the default search locations."""
+    """Every known model that has a checkpoint in the default search locations.
+
+    A model whose file is a symbolic link to nothing is left out with a warning naming the link.
+    """
     found = {}
     for name, spec in KNOWN_MODELS.items():
         try:
             found[name] = find_checkpoint(spec)
         except CheckpointNotFoundError:
             logger.debug("no checkpoint for %s", name)
+        except DanglingLinkError as error:
+            logger.warning("%s", error)
     return found
 
 
@@ -151,11 +167,25 @@ def _snapshot_folders(spec: ModelSpec, root: Path) -> list[Path]:
     return folders
 
 
+def _dangling_target(path: Path) -> str | None:
+    """Where ``path`` points when it is a symbolic link whose target does not exist; ``None`` otherwise."""
+    return os.readlink(path) if path.is_symlink() and not path.exists() else None
+
+
+def _refuse_dangling(spec: ModelSpec, *paths: Path) -> None:
+    for path in paths:
+        target = _dangling_target(path)
+        if target is not None:
+            raise DanglingLinkError(path, target, setup_command(model=spec.name))
+
+
 def _find_in_folder(spec: ModelSpec, folder: Path) -> Path | None:
+    _refuse_dangling(spec, folder)
     if not folder.is_dir():
         return None
     published = folder / spec.filename
     converted = folder / CONVERTED_FILENAME
+    _refuse_dangling(spec, published, converted, folder / f"{spec.stem}.safetensors")
     if converted.is_file() and converted_from(converted) == spec.filename:
         if not published.is_file() or is_current(converted, published):
             return converted

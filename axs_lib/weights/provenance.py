@@ -12,6 +12,7 @@ source is hashed at each load, and a log line at INFO level says so.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,7 +20,7 @@ import os
 import struct
 from pathlib import Path
 
-from ..errors import CorruptCheckpointError
+from ..errors import CorruptCheckpointError, UnreadableCheckpointError
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +46,15 @@ def safetensors_metadata(path: Path) -> dict[str, str]:
     Raises:
         CorruptCheckpointError: the header is unreadable, or the file is shorter than the header says
             (a truncated download or copy).
+        UnreadableCheckpointError: this user may not read the file.
     """
     size = path.stat().st_size
     try:
-        with open(path, "rb") as handle:
+        handle = open(path, "rb")
+    except PermissionError as error:
+        raise UnreadableCheckpointError(path) from error
+    try:
+        with handle:
             (header_length,) = struct.unpack("<Q", handle.read(8))
             if header_length > min(_MAX_HEADER_BYTES, size - 8):
                 raise ValueError(f"header of {header_length} bytes in a file of {size} bytes")
@@ -95,10 +101,15 @@ def is_current(converted: Path, source: Path) -> bool:
     seen = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": record.get(SHA256)}
     if record.get(MTIME) == str(stat.st_mtime_ns) or _verified_copy(converted) == seen:
         return True
-    logger.info("checking %s against its conversion by SHA-256 (its modification time changed)", source)
+    can_remember = os.access(converted.parent, os.W_OK)
+    logger.info(
+        "checking %s against its conversion by SHA-256 (its modification time changed%s)",
+        source, "" if can_remember else "; the folder is read-only, so this is done at every load",
+    )
     if record.get(SHA256) != sha256_of(source):
         return False
-    _remember_verified_copy(converted, seen)
+    if can_remember:
+        _remember_verified_copy(converted, seen)
     return True
 
 
@@ -131,5 +142,6 @@ def _remember_verified_copy(converted: Path, seen: dict) -> None:
         temporary.write_text(json.dumps(seen))
         os.replace(temporary, path)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
         logger.info("cannot record that %s was verified (%s); it will be hashed again at the next load", converted, error)

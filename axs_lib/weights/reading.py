@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ..errors import CorruptCheckpointError
+from ..errors import CorruptCheckpointError, UnreadableCheckpointError, UnsafeCheckpointError
 
 ALIASES_METADATA = "axs_aliases"
 """safetensors header entry: ``{name: name it shares its tensor with}`` (tied weights are stored once)."""
@@ -30,19 +31,25 @@ def read_state_dict(
     loaded from it is alive; the downloader and the converter replace files by renaming).
 
     Raises:
+        UnreadableCheckpointError: this user may not read the file.
+        UnsafeCheckpointError: a pickled file holds objects that ``torch.load(weights_only=True)`` refuses.
         CorruptCheckpointError: the file is truncated, of another format, or not a flat state dict.
     """
     path = Path(path)
     try:
+        open(path, "rb").close()  # the OS's own reason first (permissions), before a reader words it as damage
         if path.suffix == ".safetensors":
             with safe_open(path, framework="pt", device=str(device)) as handle:
                 state_dict = {key: _cast(handle.get_tensor(key), device, dtype) for key in handle.keys()}
                 aliases = json.loads((handle.metadata() or {}).get(ALIASES_METADATA, "{}"))
             return state_dict | {alias: state_dict[original] for alias, original in aliases.items()}
         state_dict = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except PermissionError as error:
+        raise UnreadableCheckpointError(path) from error
+    except pickle.UnpicklingError as error:  # torch.load reads mmap=True files as zips: damage is a zip error
+        raise UnsafeCheckpointError(path, refused_by_weights_only(error)) from error
     except (
-        SafetensorError, RuntimeError, EOFError, OSError, ValueError, KeyError,
-        pickle.UnpicklingError, zipfile.BadZipFile,
+        SafetensorError, RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile,
     ) as error:
         if isinstance(error, FileNotFoundError):
             raise
@@ -50,6 +57,16 @@ def read_state_dict(
     if not isinstance(state_dict, Mapping) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CorruptCheckpointError(path, "it does not hold a state dict (a mapping of names to tensors)")
     return {key: _cast(state_dict[key], device, dtype) for key in list(state_dict)}
+
+
+def refused_by_weights_only(error: pickle.UnpicklingError) -> str:
+    """What ``torch.load(weights_only=True)`` refused, in a few words (its own message runs to a page)."""
+    message = str(error)
+    unsafe_global = re.search(r"GLOBAL (\S+)", message)
+    if unsafe_global:
+        return f"the Python object {unsafe_global.group(1)}"
+    reason = re.search(r"WeightsUnpickler error: ([^\n]+)", message)
+    return f"part of it ({reason.group(1)})" if reason else "part of it"
 
 
 def _cast(tensor: torch.Tensor, device: str | torch.device, dtype: torch.dtype | None) -> torch.Tensor:
