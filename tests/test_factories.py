@@ -273,9 +273,14 @@ class TestLowMemoryTraining:
         assert encoder and all("lora_" in name for name in encoder)
         model(torch.randn(2, 6, 56, 56)).float().mean().backward()
 
-    def test_low_vram_refuses_contradicting_arguments(self):
-        with pytest.raises(InvalidArgumentError, match="low_vram=True means use_lora=True with lora_r=4, lora_alpha=8"):
-            build_prithvi_600(low_vram=True, use_lora=False)
+    def test_explicit_arguments_win_over_the_low_vram_preset(self, weights):
+        model = build_prithvi_600(low_vram=True, lora_r=8, img_size=56)
+        config = model.model.encoder.peft_config["default"]
+        assert (config.r, config.lora_alpha) == (8, 16)
+        assert model.build_recipe.arguments["freeze_encoder"] is True
+        without_lora = build_prithvi_600(low_vram=True, use_lora=False, dtype=torch.float32, img_size=56)
+        assert not any(name.startswith("model.encoder.") for name in trainable(without_lora))
+        assert {p.dtype for p in without_lora.parameters()} == {torch.float32}
 
 
 class TestCompiled:

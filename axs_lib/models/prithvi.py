@@ -51,6 +51,10 @@ LOW_VRAM_LORA_RANK = 4
 """``low_vram=True``: LoRA rank 4 (alpha 8, the default alpha/rank of 2), frozen encoder, gradient
 checkpointing, 16-bit weights."""
 
+_TRAINING_PRESET = {"use_lora": True, "lora_r": 8, "freeze_encoder": False, "gradient_checkpointing": False}
+_LOW_VRAM_PRESET = {"use_lora": True, "lora_r": LOW_VRAM_LORA_RANK, "freeze_encoder": True, "gradient_checkpointing": True}
+"""What :func:`build_prithvi_600` takes for arguments left at ``None``, without and with ``low_vram``."""
+
 
 class SegmentationLogits(torch.Tensor):
     """Logits ``[B, num_classes, H, W]``: a plain tensor that also reads as TerraTorch's ``ModelOutput``.
@@ -165,14 +169,14 @@ def build_prithvi_600(
     num_classes: int = 1,
     img_size: int = 384,
     in_channels: int = 6,
-    use_lora: bool = True,
-    lora_r: int = 8,
-    lora_alpha: int = 16,
-    freeze_encoder: bool = False,
+    use_lora: bool | None = None,
+    lora_r: int | None = None,
+    lora_alpha: int | None = None,
+    freeze_encoder: bool | None = None,
     checkpoint_path: str | os.PathLike | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | str | None = None,
-    gradient_checkpointing: bool = False,
+    gradient_checkpointing: bool | None = None,
     low_vram: bool = False,
     compile: bool = False,
 ) -> PrithviSegmentation:
@@ -186,6 +190,10 @@ def build_prithvi_600(
     before fine-tuning, in a plain loop and before Lightning's ``trainer.fit`` alike (Lightning keeps the mode
     it is given).
 
+    ``use_lora``, ``lora_r``, ``lora_alpha``, ``freeze_encoder``, ``gradient_checkpointing`` and ``dtype`` left at
+    ``None`` take the preset's value: ``low_vram``'s when it is set, otherwise LoRA of rank 8, no freezing and no
+    checkpointing. A value passed explicitly always wins over the preset.
+
     Args:
         pretrained: load the local Prithvi checkpoint; ``False`` gives random weights without disk access.
         num_classes: output channels.
@@ -195,7 +203,7 @@ def build_prithvi_600(
             (TerraTorch's band re-selection).
         use_lora: add LoRA adapters (TerraTorch ``peft_config``) to the attention query and value
             projections. LoRA freezes the encoder's own weights; adapters, decoder and head train.
-        lora_r, lora_alpha: LoRA rank and scaling.
+        lora_r, lora_alpha: LoRA rank and scaling; ``lora_alpha`` defaults to twice ``lora_r``.
         freeze_encoder: without LoRA, freeze every encoder weight (decoder and head train). With LoRA the
             encoder weights are frozen either way.
         checkpoint_path: Prithvi's file or folder, instead of searching the default locations.
@@ -205,21 +213,19 @@ def build_prithvi_600(
         gradient_checkpointing: recompute each encoder block in the backward pass instead of keeping its
             activations (training only; slower, much less memory).
         low_vram: the low-memory training preset: LoRA of rank 4 and alpha 8, frozen encoder, gradient
-            checkpointing, and bfloat16 weights (float16 on GPUs without bfloat16) unless ``dtype`` is given.
+            checkpointing, and bfloat16 weights (float16 on GPUs without bfloat16), each unless given.
             16-bit weights train without a float32 master copy; prefer bfloat16 over float16.
         compile: compile the encoder blocks with ``torch.compile``; see :func:`build_prithvi_600_backbone`.
     """
     device = _validation.torch_device(device)
-    if low_vram:
-        low_alpha = 2 * LOW_VRAM_LORA_RANK
-        if not use_lora or lora_r not in (8, LOW_VRAM_LORA_RANK) or lora_alpha not in (16, low_alpha):
-            raise InvalidArgumentError(
-                f"low_vram=True means use_lora=True with lora_r={LOW_VRAM_LORA_RANK}, lora_alpha={low_alpha}; "
-                f"drop low_vram to choose (got use_lora={use_lora}, lora_r={lora_r}, lora_alpha={lora_alpha})"
-            )
-        use_lora, lora_r, lora_alpha = True, LOW_VRAM_LORA_RANK, low_alpha
-        freeze_encoder, gradient_checkpointing = True, True
-        dtype = dtype if dtype is not None else _half_precision_for(device)
+    preset = _LOW_VRAM_PRESET if low_vram else _TRAINING_PRESET
+    use_lora = preset["use_lora"] if use_lora is None else use_lora
+    lora_r = preset["lora_r"] if lora_r is None else lora_r
+    lora_alpha = 2 * lora_r if lora_alpha is None else lora_alpha
+    freeze_encoder = preset["freeze_encoder"] if freeze_encoder is None else freeze_encoder
+    gradient_checkpointing = preset["gradient_checkpointing"] if gradient_checkpointing is None else gradient_checkpointing
+    if low_vram and dtype is None:
+        dtype = _half_precision_for(device)
     num_classes = _validation.whole_number(num_classes, "num_classes", minimum=1)
     in_channels = _validation.whole_number(in_channels, "in_channels", minimum=1)
     img_size = _validation.whole_number(img_size, "img_size", minimum=1)
