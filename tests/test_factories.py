@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -272,6 +274,23 @@ class TestLowMemoryTraining:
         encoder = [name for name in trainable(model) if name.startswith("model.encoder.")]
         assert encoder and all("lora_" in name for name in encoder)
         model(torch.randn(2, 6, 56, 56)).float().mean().backward()
+
+    def test_a_deep_copy_of_a_checkpointed_model_runs_its_own_weights(self, weights):
+        model = build_prithvi_600(img_size=56, gradient_checkpointing=True).train()
+        average = copy.deepcopy(model)  # as torch.optim.swa_utils.AveragedModel and EMA copies do
+        with torch.no_grad():
+            for parameter in average.model.encoder.parameters():
+                parameter.add_(0.5)
+        images = torch.randn(2, 6, 56, 56)
+        assert not torch.allclose(model(images), average(images))
+
+    def test_a_checkpointed_model_is_saved_whole_by_torch_save(self, weights, work):
+        model = build_prithvi_600(img_size=56, gradient_checkpointing=True).train()
+        torch.save(model, work / "model.pt")
+        loaded = torch.load(work / "model.pt", weights_only=False)
+        images = torch.randn(2, 6, 56, 56)
+        assert torch.allclose(loaded(images), model(images))
+        assert self.saved_activation_bytes(loaded, images) == self.saved_activation_bytes(model, images)
 
     def test_explicit_arguments_win_over_the_low_vram_preset(self, weights):
         model = build_prithvi_600(low_vram=True, lora_r=8, img_size=56)
