@@ -69,6 +69,15 @@ def checkpoint_file(weights, name: str):
     return weights / spec.name / spec.filename
 
 
+def segmentation_model(name: str, **model_args):
+    """TerraTorch's segmentation model around the pretrained backbone ``name``, as a config builds it."""
+    arguments = {"necks": UPERNET_NECKS, "decoder": "UperNetDecoder", **model_args}
+    return EncoderDecoderFactory().build_model(
+        task="segmentation", backbone=name, backbone_pretrained=True, backbone_img_size=4 * patch(name),
+        decoder_channels=16, num_classes=2, **arguments,
+    ).eval()
+
+
 def test_features_are_one_token_tensor_per_block(name):
     encoder = BACKBONE_REGISTRY.build(name, img_size=4 * patch(name)).eval()
     with torch.no_grad():
@@ -103,16 +112,7 @@ def test_the_stock_name_loading_the_same_file_gives_equal_features(name, weights
 
 
 def test_a_segmentation_model_with_the_upernet_necks_takes_coordinates_through_the_factory(name):
-    model = EncoderDecoderFactory().build_model(
-        task="segmentation",
-        backbone=name,
-        backbone_pretrained=True,
-        backbone_img_size=4 * patch(name),
-        necks=UPERNET_NECKS,
-        decoder="UperNetDecoder",
-        decoder_channels=16,
-        num_classes=2,
-    ).eval()
+    model = segmentation_model(name)
     x = images(name)
     with torch.no_grad():
         logits = model(x, **coordinates(name)).output
@@ -124,18 +124,7 @@ def test_a_segmentation_model_with_the_upernet_necks_takes_coordinates_through_t
 
 
 def test_lora_through_peft_config_trains_only_the_adapters(name):
-    model = EncoderDecoderFactory().build_model(
-        task="segmentation",
-        backbone=name,
-        backbone_pretrained=True,
-        backbone_bands=PRETRAINED_BANDS,
-        backbone_img_size=4 * patch(name),
-        necks=UPERNET_NECKS,
-        decoder="UperNetDecoder",
-        decoder_channels=16,
-        num_classes=2,
-        peft_config=LORA,
-    ).eval()
+    model = segmentation_model(name, backbone_bands=PRETRAINED_BANDS, peft_config=LORA)
     encoder = model.encoder
     trainable = sum(p.numel() for p in encoder.parameters() if p.requires_grad)
     embed, hidden, r = encoder.embed_dim, encoder.blocks[0].mlp.fc1.out_features, LORA["peft_config_kwargs"]["r"]
@@ -152,17 +141,12 @@ def test_several_frames_give_tokens_per_frame_and_a_multitemporal_segmentation(n
     with torch.no_grad():
         features = encoder(x, **coordinates(name, frames))
     assert features[-1].shape == (1, 1 + frames * 16, TINY_PRITHVI["embed_dim"])
-    model = EncoderDecoderFactory().build_model(
-        task="segmentation",
-        backbone=name,
-        backbone_pretrained=True,
-        backbone_img_size=4 * patch(name),
+    model = segmentation_model(
+        name,
         backbone_num_frames=frames,
         necks=[{"name": "SelectIndices", "indices": [1, 3]}, {"name": "ReshapeTokensToImage", "effective_time_dim": frames}],
         decoder="FCNDecoder",
-        decoder_channels=16,
-        num_classes=2,
-    ).eval()
+    )
     with torch.no_grad():
         assert model(x, **coordinates(name, frames)).output.shape == (1, 2, *x.shape[-2:])
 

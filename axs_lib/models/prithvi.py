@@ -215,7 +215,7 @@ def build_prithvi_600(
         low_vram: the low-memory training preset: LoRA of rank 4 and alpha 8, frozen encoder, gradient
             checkpointing, and bfloat16 weights (float16 on GPUs without bfloat16), each unless given.
             16-bit weights train without a float32 master copy; prefer bfloat16 over float16.
-        compile: compile the encoder blocks with ``torch.compile``; see :func:`build_prithvi_600_backbone`.
+        compile: compile the encoder blocks with ``torch.compile``; see :func:`build_prithvi_backbone`.
     """
     device = _validation.torch_device(device)
     preset = _LOW_VRAM_PRESET if low_vram else _TRAINING_PRESET
