@@ -13,6 +13,7 @@ from axs_lib.models import (
     CheckpointMismatchError,
     CorruptCheckpointError,
     build_prithvi_600_backbone,
+    build_prithvi_backbone,
     build_terramind_backbone,
     build_terramind_generator,
 )
@@ -179,3 +180,21 @@ def test_terratorchs_tokenizer_table_is_left_as_it_was(tiny_weights):
     before = dict(tokenizer_dict["v1"])
     build_terramind_generator(checkpoint_path=tiny_weights / TERRAMIND_LARGE)
     assert tokenizer_dict["v1"] == before
+
+
+def test_new_weights_asked_for_never_hide_a_weight_the_checkpoint_lacks(tiny_weights, tmp_path):
+    spec = KNOWN_MODELS["Prithvi-EO-2.0-300M-TL"]
+    folder = shutil.copytree(tiny_weights / spec.name, tmp_path / spec.name)
+    state = torch.load(folder / spec.filename, weights_only=True)
+    del state["encoder.temporal_embed_enc.scale"]
+    torch.save(state, folder / spec.filename)
+    with pytest.raises(CheckpointMismatchError, match="1 key missing from the checkpoint: temporal_embed_enc.scale"):
+        build_prithvi_backbone(spec.builder, checkpoint_path=folder, vpt=True, vpt_n_tokens=1)
+
+
+def test_a_tl_encoders_coordinate_scales_are_the_checkpoints(tiny_weights):
+    spec = KNOWN_MODELS["Prithvi-EO-2.0-tiny-TL"]
+    model = build_prithvi_backbone(spec.name, checkpoint_path=tiny_weights / spec.name)
+    saved = checkpoint(tiny_weights / spec.name / spec.filename)
+    assert torch.equal(model.temporal_embed_enc.scale, saved["encoder.temporal_embed_enc.scale"])
+    assert torch.equal(model.location_embed_enc.scale, saved["encoder.location_embed_enc.scale"])
