@@ -8,8 +8,8 @@ import pytest
 
 from axs_lib.models import KNOWN_MODELS, CheckpointNotFoundError, build_prithvi_600_backbone, find_all, find_checkpoint
 from axs_lib.weights import discovery
-from axs_lib.weights.catalog import PRITHVI_600M
 from axs_lib.demo.tiny_weights import model_folder, write_tiny_model
+from axs_lib.weights.catalog import PRITHVI_600M, PRITHVI_MODELS
 
 SPEC = KNOWN_MODELS[PRITHVI_600M]
 
@@ -131,3 +131,29 @@ def test_axs_weights_dir_naming_a_file_says_it_must_be_a_folder(prithvi_file, us
     use_weights(prithvi_file)
     with pytest.raises(InvalidWeightsDirError, match="AXS_WEIGHTS_DIR must be a folder"):
         find_checkpoint(SPEC)
+
+
+def test_the_prithvi_rows_are_terratorchs_published_checkpoints():
+    from terratorch.models.backbones.prithvi_vit import pretrained_weights
+
+    rows = {spec.builder: (spec.repo_id, spec.filename) for spec in PRITHVI_MODELS}
+    assert rows == {builder: (entry["hf_hub_id"], entry["hf_hub_filename"]) for builder, entry in pretrained_weights.items()}
+
+
+@pytest.mark.parametrize("spec", PRITHVI_MODELS, ids=lambda spec: spec.name)
+def test_setup_downloads_each_prithvi_model_and_discovery_finds_it(spec, tiny_weights, tmp_path, monkeypatch, use_weights):
+    import huggingface_hub
+
+    from axs_lib import setup as setup_cli
+
+    asked = []
+
+    def from_the_hub(repo_id, local_dir, allow_patterns):
+        asked.append((repo_id, sorted(allow_patterns)))
+        shutil.copytree(tiny_weights / spec.name, local_dir, dirs_exist_ok=True)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", from_the_hub)
+    assert setup_cli.main(["--weights-dir", str(tmp_path), "--models", spec.name]) == 0
+    assert asked == [(spec.repo_id, sorted([spec.filename, "config.json"]))]
+    use_weights(tmp_path)
+    assert find_checkpoint(spec).path.parent == tmp_path / spec.name

@@ -17,6 +17,7 @@ from axs_lib.models import (
     CorruptCheckpointError,
     UnknownTokenizerPresetError,
     build_prithvi_600_backbone,
+    build_prithvi_backbone,
     build_terramind_backbone,
     build_terramind_generator,
 )
@@ -215,3 +216,21 @@ def test_a_tokenizer_config_naming_an_unknown_preset_is_one_clear_error(weights_
     message = str(raised.value)
     assert str(config) in message and "enc_type" in message and "'vit_xxl_enc'" in message
     assert "vit_b_enc" in message and "axs_tiny_vit_enc" in message  # what it could be instead
+
+
+def test_new_weights_asked_for_never_hide_a_weight_the_checkpoint_lacks(tiny_weights, tmp_path):
+    spec = KNOWN_MODELS["Prithvi-EO-2.0-300M-TL"]
+    folder = shutil.copytree(tiny_weights / spec.name, tmp_path / spec.name)
+    state = torch.load(folder / spec.filename, weights_only=True)
+    del state["encoder.temporal_embed_enc.scale"]
+    torch.save(state, folder / spec.filename)
+    with pytest.raises(CheckpointMismatchError, match="1 key missing from the checkpoint: temporal_embed_enc.scale"):
+        build_prithvi_backbone(spec.builder, checkpoint_path=folder, vpt=True, vpt_n_tokens=1)
+
+
+def test_a_tl_encoders_coordinate_scales_are_the_checkpoints(tiny_weights):
+    spec = KNOWN_MODELS["Prithvi-EO-2.0-tiny-TL"]
+    model = build_prithvi_backbone(spec.name, checkpoint_path=tiny_weights / spec.name)
+    saved = checkpoint(tiny_weights / spec.name / spec.filename)
+    assert torch.equal(model.temporal_embed_enc.scale, saved["encoder.temporal_embed_enc.scale"])
+    assert torch.equal(model.location_embed_enc.scale, saved["encoder.location_embed_enc.scale"])

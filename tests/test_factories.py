@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from axs_lib.models import (
     PrithviSegmentation,
     build_prithvi_600,
     build_prithvi_600_backbone,
+    build_prithvi_backbone,
     build_terramind_backbone,
     build_terramind_generator,
 )
@@ -227,6 +230,39 @@ class TestPrithvi:
             build_prithvi_600(**arguments)
 
 
+class TestPrithviFamily:
+    def test_a_tl_encoder_built_in_python_uses_time_and_location(self, weights):
+        encoder = build_prithvi_backbone("Prithvi-EO-2.0-300M-TL", img_size=64)
+        images, when = torch.randn(1, 6, 64, 64), torch.tensor([[[2021.0, 150.0]]])
+        with torch.no_grad():
+            here = encoder(images, temporal_coords=when, location_coords=torch.tensor([[45.5, 9.2]]))[-1]
+            there = encoder(images, temporal_coords=when, location_coords=torch.tensor([[-33.9, 151.2]]))[-1]
+            unplaced = encoder(images)[-1]
+        assert here.shape == unplaced.shape == (1, 17, TINY_PRITHVI["embed_dim"])
+        assert not torch.equal(here, there) and not torch.equal(here, unplaced)
+
+    def test_in_chans_is_terratorchs_name_for_in_channels(self, weights):
+        encoder = build_prithvi_backbone("prithvi_eo_v2_300", in_chans=4, img_size=64)
+        assert encoder.patch_embed.proj.in_channels == 4
+
+    @pytest.mark.parametrize(
+        ("arguments", "complaint"),
+        [
+            ({"variant": "prithvi_eo_v3"}, "unknown Prithvi variant 'prithvi_eo_v3'; choose one of prithvi_eo_v1_100"),
+            ({"vit_adapter": True}, "vit_adapter is not supported here: the ViT-Adapter adds layers"),
+            ({"encoder_only": False}, "encoder_only is not supported here"),
+            ({"pretrained_bands": ["RED"]}, "pretrained_bands is not supported here: the checkpoint's bands are fixed"),
+            ({"bands": ["RED"], "model_bands": ["BLUE"]}, "bands and model_bands name different bands"),
+            ({"in_channels": 4, "in_chans": 5}, "in_channels=4 and in_chans=5 differ"),
+            ({"in_channels": 4, "bands": ["RED"]}, "in_channels=4, but bands lists 1 bands"),
+            ({"patch_size": [1, 16]}, "patch_size must be an int or \\[frames, height, width\\]"),
+        ],
+    )
+    def test_terratorch_arguments_that_cannot_be_honoured_are_refused_with_the_reason(self, weights, arguments, complaint):
+        with pytest.raises(InvalidArgumentError, match=complaint):
+            build_prithvi_backbone(**{"variant": "prithvi_eo_v2_300", **arguments})
+
+
 def test_pretrained_false_needs_no_weights_anywhere():
     model = build_terramind_backbone(modalities=("S1GRD",), pretrained=False, freeze=True)
     assert len(model.encoder) == 24
@@ -273,9 +309,31 @@ class TestLowMemoryTraining:
         assert encoder and all("lora_" in name for name in encoder)
         model(torch.randn(2, 6, 56, 56)).float().mean().backward()
 
-    def test_low_vram_refuses_contradicting_arguments(self):
-        with pytest.raises(InvalidArgumentError, match="low_vram=True means use_lora=True with lora_r=4, lora_alpha=8"):
-            build_prithvi_600(low_vram=True, use_lora=False)
+    def test_a_deep_copy_of_a_checkpointed_model_runs_its_own_weights(self, weights):
+        model = build_prithvi_600(img_size=56, gradient_checkpointing=True).train()
+        average = copy.deepcopy(model)  # as torch.optim.swa_utils.AveragedModel and EMA copies do
+        with torch.no_grad():
+            for parameter in average.model.encoder.parameters():
+                parameter.add_(0.5)
+        images = torch.randn(2, 6, 56, 56)
+        assert not torch.allclose(model(images), average(images))
+
+    def test_a_checkpointed_model_is_saved_whole_by_torch_save(self, weights, work):
+        model = build_prithvi_600(img_size=56, gradient_checkpointing=True).train()
+        torch.save(model, work / "model.pt")
+        loaded = torch.load(work / "model.pt", weights_only=False)
+        images = torch.randn(2, 6, 56, 56)
+        assert torch.allclose(loaded(images), model(images))
+        assert self.saved_activation_bytes(loaded, images) == self.saved_activation_bytes(model, images)
+
+    def test_explicit_arguments_win_over_the_low_vram_preset(self, weights):
+        model = build_prithvi_600(low_vram=True, lora_r=8, img_size=56)
+        config = model.model.encoder.peft_config["default"]
+        assert (config.r, config.lora_alpha) == (8, 16)
+        assert model.build_recipe.arguments["freeze_encoder"] is True
+        without_lora = build_prithvi_600(low_vram=True, use_lora=False, dtype=torch.float32, img_size=56)
+        assert not any(name.startswith("model.encoder.") for name in trainable(without_lora))
+        assert {p.dtype for p in without_lora.parameters()} == {torch.float32}
 
 
 class TestCompiled:

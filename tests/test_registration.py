@@ -21,6 +21,7 @@ from axs_lib.models import (
     register_all_models,
 )
 from axs_lib.models import registration
+from axs_lib.weights.catalog import PRITHVI_MODELS
 from helpers import eval_modules_in_training_forwards, fit_two_steps
 
 REGISTRIES = {"backbone": BACKBONE_REGISTRY, "full_model": FULL_MODEL_REGISTRY}
@@ -39,11 +40,11 @@ def test_importing_the_package_registered_every_name():
 def test_the_registered_names_are_the_documented_ones():
     assert {(e.name, e.registry, e.alias_of) for e in REGISTERED_NAMES} == {
         ("axs_terramind_v1_large", "backbone", None),
-        ("axs_prithvi_eo_v2_600", "backbone", None),
+        *{(f"axs_{spec.builder}", "backbone", None) for spec in PRITHVI_MODELS},
         ("axs_terramind_v1_large_generate", "full_model", None),
         ("axs_prithvi_eo_v2_600_segmentation", "full_model", None),
         ("terramind_backbone", "backbone", "axs_terramind_v1_large"),
-        ("prithvi_600M", "backbone", "axs_prithvi_eo_v2_600_segmentation"),
+        ("prithvi_600M", "backbone", "axs_prithvi_eo_v2_600"),
         ("terramind_generator", "full_model", "axs_terramind_v1_large_generate"),
     }
 
@@ -73,7 +74,9 @@ def test_full_models_build_through_terratorch_registries(weights):
 
 
 def test_legacy_names_build_the_same_models(weights):
-    assert isinstance(BACKBONE_REGISTRY.build("prithvi_600M", img_size=56), PrithviSegmentation)
+    prithvi = BACKBONE_REGISTRY.build("prithvi_600M", img_size=56)
+    assert type(prithvi) is type(BACKBONE_REGISTRY.build("axs_prithvi_eo_v2_600", img_size=56))
+    assert prithvi.out_channels  # what TerraTorch's factories read from a backbone
     assert not any(p.requires_grad for p in BACKBONE_REGISTRY.build("terramind_backbone", freeze=True).parameters())
     assert FULL_MODEL_REGISTRY.build("terramind_generator").output_modalities == ("S2L2A",)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from huggingface_hub.file_download import repo_folder_name
 
-from axs_lib.weights.catalog import KNOWN_MODELS, PRITHVI_600M, TERRAMIND_LARGE, TERRAMIND_MODALITIES
+from axs_lib.weights.catalog import KNOWN_MODELS, TERRAMIND_LARGE, TERRAMIND_MODALITIES, Family
 from axs_lib.models.loading import parameters_on_meta
 from axs_lib.models.tokenizer_presets import TOY_DIFFUSION_DECODER, TOY_VIT_DECODER, TOY_VIT_ENCODER, install_toy_presets
 
@@ -79,23 +79,34 @@ def tokenizer_state_dict(name: str, seed: int = 0, **builder_arguments) -> dict[
     return _random_state_dict(tokenizer, seed=seed)
 
 
-def prithvi_state_dict(seed: int = 0, **architecture) -> dict[str, torch.Tensor]:
-    """Keys of the published Prithvi MAE checkpoint (``encoder.*``, ``decoder.*``); tiny unless told otherwise."""
+def prithvi_state_dict(seed: int = 0, variant: str = "prithvi_eo_v2_600", **architecture) -> dict[str, torch.Tensor]:
+    """Keys of the published Prithvi MAE checkpoint of ``variant`` (``encoder.*``, ``decoder.*``; Prithvi EO 1.0's
+    flat layout for ``prithvi_eo_v1_100``), TL scales included; tiny unless told otherwise."""
     from terratorch.registry import TERRATORCH_FULL_MODEL_REGISTRY
 
     if not architecture:
-        architecture = {"decoder_embed_dim": 16, "decoder_depth": 1, "decoder_num_heads": 2, **TINY_PRITHVI}
+        architecture = {"decoder_embed_dim": 16, "decoder_depth": 1, "decoder_num_heads": 2, **tiny_prithvi(variant)}
     with parameters_on_meta():
-        mae = TERRATORCH_FULL_MODEL_REGISTRY["prithvi_eo_v2_600_mae"](pretrained=False, num_frames=4, **architecture)
-    return _random_state_dict(mae, seed=seed)
+        mae = TERRATORCH_FULL_MODEL_REGISTRY[f"{variant}_mae"](pretrained=False, num_frames=4, **architecture)
+    state = _random_state_dict(mae, seed=seed)
+    if variant == "prithvi_eo_v1_100":
+        return {key.removeprefix("encoder.").removeprefix("decoder."): value for key, value in state.items()}
+    return state
+
+
+def tiny_prithvi(variant: str) -> dict:
+    """The tiny architecture of a Prithvi variant: the published patch size, toy widths and depth."""
+    from terratorch.models.backbones.prithvi_vit import prithvi_cfgs
+
+    return {**TINY_PRITHVI, "patch_size": list(prithvi_cfgs[variant]["patch_size"])}
 
 
 def config_for(name: str) -> dict:
     spec = KNOWN_MODELS[name]
     if name == TERRAMIND_LARGE:
         return {"architecture": TINY_TERRAMIND}
-    if name == PRITHVI_600M:
-        return {"architecture": "prithvi_eo_v2_600", "pretrained_cfg": {**TINY_PRITHVI, "img_size": 224, "num_frames": 4}}
+    if spec.family is Family.PRITHVI:
+        return {"architecture": spec.builder, "pretrained_cfg": {**tiny_prithvi(spec.builder), "img_size": 224, "num_frames": 4}}
     assert spec.builder.startswith("terramind_v1_tokenizer_")
     decoder = TINY_VIT_DECODER if name in VQVAE_TOKENIZERS else TINY_DECODER
     return {"pretrained_cfg": {"enc_type": TINY_ENCODER, "dec_type": decoder}}
@@ -104,8 +115,8 @@ def config_for(name: str) -> dict:
 def state_dict_for(name: str) -> dict[str, torch.Tensor]:
     if name == TERRAMIND_LARGE:
         return terramind_state_dict()
-    if name == PRITHVI_600M:
-        return prithvi_state_dict()
+    if KNOWN_MODELS[name].family is Family.PRITHVI:
+        return prithvi_state_dict(variant=KNOWN_MODELS[name].builder)
     return tokenizer_state_dict(name)
 
 

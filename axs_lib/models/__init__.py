@@ -25,7 +25,7 @@ from ..errors import (
     UnknownTokenizerPresetError,
     WrongModuleImportError,
 )
-from .prithvi import PrithviSegmentation, build_prithvi_600, build_prithvi_600_backbone
+from .prithvi import PrithviSegmentation, build_prithvi_600, build_prithvi_600_backbone, build_prithvi_backbone
 from .registration import REGISTERED_NAMES, RegistrationReport, register_all_models
 from .terramind import build_terramind_backbone, build_terramind_generator
 from .auto import register_auto_classes
@@ -53,6 +53,7 @@ __all__ = [
     "WrongModuleImportError",
     "build_prithvi_600",
     "build_prithvi_600_backbone",
+    "build_prithvi_backbone",
     "build_terramind_backbone",
     "build_terramind_generator",
     "convert_to_safetensors",

@@ -24,3 +24,12 @@ def terratorch_module(name: str) -> ModuleType:
 
 def registry() -> ModuleType:
     return terratorch_module("registry")
+
+
+def needing_terratorch(name: str) -> ModuleType:
+    """Import ``axs_lib.models.<name>``, a module of this package that imports TerraTorch at its top; raises
+    :class:`TerraTorchUnavailableError` when TerraTorch cannot be imported."""
+    try:
+        return importlib.import_module(f"{__package__}.{name}")
+    except ImportError as error:
+        raise TerraTorchUnavailableError(error) from error

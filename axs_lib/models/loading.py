@@ -7,7 +7,7 @@ checkpoint tensors are then assigned in place, so no second copy of the weights 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,12 +67,18 @@ def build_and_load(
     model_name: str,
     device: torch.device = torch.device("cpu"),
     dtype: torch.dtype | None = None,
+    new_weights: Collection[str] = (),
 ) -> nn.Module:
     """Build a model on ``meta`` and fill every parameter exactly from ``parts``, on ``device`` in ``dtype``.
 
     TerraTorch filters fill keys the checkpoint lacks with the model's own tensor; such a key counts as
     missing when it is a parameter (a parameter on ``meta`` has no value), and is accepted when it is a
     buffer the model computes itself (sin-cos position embeddings, the zero bias of bias-free LayerNorms).
+
+    ``new_weights`` lists the keys of modules the caller asked for that the checkpoint cannot hold (prompt
+    tokens, a coordinate encoding the model was not pretrained with). Those the checkpoint does not fill keep
+    the model's own initial values (parameters among them cost one random-init build of the model) and are
+    named in one INFO log line; every other key must still come from the checkpoint.
 
     Raises:
         CheckpointMismatchError: naming the file and its first offending keys; nothing is returned.
@@ -83,6 +89,7 @@ def build_and_load(
     expected = model.state_dict(keep_vars=True)
     parameter_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
     claimed = [part.prefix for part in parts if part.prefix]
+    new_weights = set(new_weights)
     merged: StateDict = {}
     for part in parts:
         raw = read_state_dict(part.path, device, dtype)
@@ -93,10 +100,16 @@ def build_and_load(
                 owned = {key: value for key, value in filtered.items() if key.startswith(part.prefix)}
             else:
                 owned = {key: value for key, value in filtered.items() if not key.startswith(tuple(claimed))}
+            owned = {
+                key: value
+                for key, value in owned.items()
+                if key not in new_weights or not _unfilled(key, value, expected, parameter_names)
+            }
             own_expected = {
                 key: value
                 for key, value in expected.items()
                 if (key.startswith(part.prefix) if part.prefix else not key.startswith(tuple(claimed)))
+                and (key not in new_weights or key in owned)
             }
             _check_exact(own_expected, owned, parameter_names, raw, source=part.path, model_name=model_name)
         except CheckpointMismatchError as error:
@@ -107,6 +120,10 @@ def build_and_load(
         logger.debug("%s: %d tensors from %s", model_name, len(owned), part.path)
         merged.update(owned)
 
+    initialised = [key for key in expected if key in new_weights and key not in merged]
+    if initialised:
+        merged.update(_initial_values(build, expected, initialised))
+        logger.info("%s: newly initialised, not from the checkpoint: %s", model_name, ", ".join(initialised))
     _check_tied_values(tied, merged, parts, model_name)
     model.load_state_dict({key: value.detach() for key, value in merged.items()}, strict=True, assign=True)
     _restore_trainability(model, expected)
@@ -125,6 +142,20 @@ def _terratorch_logs_silenced() -> Iterator[None]:
         yield
     finally:
         logging.disable(previous)
+
+
+def _initial_values(build: Callable[[], nn.Module], expected: StateDict, keys: list[str]) -> StateDict:
+    """The model's own initial values of ``keys``: buffers as built, parameters from a random-init build."""
+    values = {key: expected[key].detach() for key in keys if not expected[key].is_meta}
+    if len(values) < len(keys):
+        fresh = build().state_dict()
+        values.update({key: fresh[key] for key in keys if key not in values})
+    return values
+
+
+def _unfilled(key: str, value: torch.Tensor | None, expected: Mapping[str, torch.Tensor], parameter_names: set[str]) -> bool:
+    """Whether a filtered checkpoint gives ``key`` no value of its own (absent, on ``meta``, or the model's parameter)."""
+    return value is None or value.is_meta or (value is expected.get(key) and key in parameter_names)
 
 
 def _tied_parameter_names(model: nn.Module) -> list[list[str]]:
@@ -177,7 +208,7 @@ def _check_exact(
     missing, mismatched = [], []
     for key, target in expected.items():
         value = state_dict.get(key)
-        if value is None or value.is_meta or (value is target and key in parameter_names):
+        if _unfilled(key, value, expected, parameter_names):
             shape_note = _shape_in_raw(key, target, raw)
             (mismatched if shape_note else missing).append(shape_note or key)
         elif value.shape != target.shape:

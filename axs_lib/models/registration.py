@@ -18,12 +18,12 @@ from typing import Any
 
 from torch import nn
 
-from ..weights.catalog import KNOWN_MODELS
+from ..weights.catalog import KNOWN_MODELS, PRITHVI_MODELS
 from ..weights.discovery import CheckpointFile, find_all
 from ..errors import AxsModelError, BackboneBuildError, TerraTorchUnavailableError
 from . import _validation
 from ._terratorch import registry
-from .prithvi import build_prithvi_600, build_prithvi_600_backbone
+from .prithvi import build_prithvi_600, build_prithvi_backbone
 from .terramind import build_terramind_backbone, build_terramind_generator
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,22 @@ def _terramind_generator(modalities: Sequence[str] | None = None, **kwargs: Any)
     return build_terramind_generator(**kwargs)
 
 
+def _prithvi_backbone(variant: str) -> Callable[..., nn.Module]:
+    """:func:`build_prithvi_backbone` for one variant."""
+
+    @_passes_kwargs_to(build_prithvi_backbone)
+    def build(**kwargs: Any) -> nn.Module:
+        return build_prithvi_backbone(variant, **kwargs)
+
+    build.__name__ = build.__qualname__ = f"build_prithvi_backbone[{variant}]"
+    return build
+
+
+PRITHVI_BACKBONE_FACTORIES: dict[str, Callable[..., nn.Module]] = {
+    spec.builder: _prithvi_backbone(spec.builder) for spec in PRITHVI_MODELS
+}
+
+
 @dataclass(frozen=True)
 class RegisteredName:
     """One name in a TerraTorch registry.
@@ -76,13 +92,13 @@ TERRAMIND_NAMES: tuple[RegisteredName, ...] = (
 )
 
 PRITHVI_NAMES: tuple[RegisteredName, ...] = (
-    RegisteredName("axs_prithvi_eo_v2_600", "backbone", build_prithvi_600_backbone),
+    *(RegisteredName(f"axs_{variant}", "backbone", factory) for variant, factory in PRITHVI_BACKBONE_FACTORIES.items()),
     RegisteredName("axs_prithvi_eo_v2_600_segmentation", "full_model", build_prithvi_600),
 )
 
 LEGACY_ALIASES: tuple[RegisteredName, ...] = (
     RegisteredName("terramind_backbone", "backbone", _terramind_backbone, alias_of="axs_terramind_v1_large"),
-    RegisteredName("prithvi_600M", "backbone", build_prithvi_600, alias_of="axs_prithvi_eo_v2_600_segmentation"),
+    RegisteredName("prithvi_600M", "backbone", PRITHVI_BACKBONE_FACTORIES["prithvi_eo_v2_600"], alias_of="axs_prithvi_eo_v2_600"),
     RegisteredName("terramind_generator", "full_model", _terramind_generator, alias_of="axs_terramind_v1_large_generate"),
 )
 

@@ -101,15 +101,33 @@ TERRAMIND_MODELS: tuple[ModelSpec, ...] = (
 
 TERRAMIND_TOKENIZERS: tuple[ModelSpec, ...] = tuple(_tokenizer(modality) for modality in TOKENIZER_MODALITIES)
 
-PRITHVI_MODELS: tuple[ModelSpec, ...] = (
-    ModelSpec(
-        name=PRITHVI_600M,
-        repo_id="ibm-nasa-geospatial/Prithvi-EO-2.0-600M",
-        filename="Prithvi_EO_V2_600M.pt",
+
+def _prithvi(name: str, filename: str, builder: str, description: str) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        repo_id=f"ibm-nasa-geospatial/{name}",
+        filename=filename,
         family=Family.PRITHVI,
-        builder="prithvi_eo_v2_600",
-        description="Prithvi EO 2.0 600M ViT encoder (HLS, 6 bands)",
-    ),
+        builder=builder,
+        description=description,
+    )
+
+
+PRITHVI_MODELS: tuple[ModelSpec, ...] = (
+    _prithvi("Prithvi-EO-1.0-100M", "Prithvi_EO_V1_100M.pt", "prithvi_eo_v1_100",
+             "Prithvi EO 1.0 100M ViT encoder (HLS, 6 bands, 3 frames)"),
+    _prithvi("Prithvi-EO-2.0-tiny-TL", "Prithvi_EO_V2_tiny_TL.pt", "prithvi_eo_v2_tiny_tl",
+             "Prithvi EO 2.0 tiny ViT encoder with time and location coordinates (HLS, 6 bands)"),
+    _prithvi("Prithvi-EO-2.0-100M-TL", "Prithvi_EO_V2_100M_TL.pt", "prithvi_eo_v2_100_tl",
+             "Prithvi EO 2.0 100M ViT encoder with time and location coordinates (HLS, 6 bands)"),
+    _prithvi("Prithvi-EO-2.0-300M", "Prithvi_EO_V2_300M.pt", "prithvi_eo_v2_300",
+             "Prithvi EO 2.0 300M ViT encoder (HLS, 6 bands)"),
+    _prithvi("Prithvi-EO-2.0-300M-TL", "Prithvi_EO_V2_300M_TL.pt", "prithvi_eo_v2_300_tl",
+             "Prithvi EO 2.0 300M ViT encoder with time and location coordinates (HLS, 6 bands)"),
+    _prithvi(PRITHVI_600M, "Prithvi_EO_V2_600M.pt", "prithvi_eo_v2_600",
+             "Prithvi EO 2.0 600M ViT encoder (HLS, 6 bands)"),
+    _prithvi("Prithvi-EO-2.0-600M-TL", "Prithvi_EO_V2_600M_TL.pt", "prithvi_eo_v2_600_tl",
+             "Prithvi EO 2.0 600M ViT encoder with time and location coordinates (HLS, 6 bands)"),
 )
 
 KNOWN_MODELS: dict[str, ModelSpec] = {
