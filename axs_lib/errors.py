@@ -183,3 +183,10 @@ class SavedModelNotFoundError(AxsModelError, FileNotFoundError):
             f"{path} does not exist. Pass a folder written by PrithviSegmentation.save_pretrained "
             "or a TerraTorch Lightning checkpoint (.ckpt)."
         )
+
+
+class UnsupportedModelError(AxsModelError, NotImplementedError):
+    """A model TerraTorch names that cannot be built; the message says why and what to use instead."""
+
+    def __init__(self, name: str, reason: str, instead: str):
+        super().__init__(f"{name} is not supported: {reason}. Use {instead}.")

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from huggingface_hub.file_download import repo_folder_name
 
-from axs_lib.weights.catalog import KNOWN_MODELS, PRITHVI_600M, TERRAMIND_LARGE, TERRAMIND_MODALITIES
+from axs_lib.weights.catalog import KNOWN_MODELS, PRITHVI_600M, TERRAMIND_MODALITIES, TERRAMIND_MODELS
 from axs_lib.models.loading import parameters_on_meta
 
 TINY_ENCODER = "axs_tiny_vit_enc"
@@ -113,7 +113,7 @@ def prithvi_state_dict(seed: int = 0, **architecture) -> dict[str, torch.Tensor]
 
 def config_for(name: str) -> dict:
     spec = KNOWN_MODELS[name]
-    if name == TERRAMIND_LARGE:
+    if spec in TERRAMIND_MODELS:
         return {"architecture": TINY_TERRAMIND}
     if name == PRITHVI_600M:
         return {"architecture": "prithvi_eo_v2_600", "pretrained_cfg": {**TINY_PRITHVI, "img_size": 224, "num_frames": 4}}
@@ -123,8 +123,9 @@ def config_for(name: str) -> dict:
 
 
 def state_dict_for(name: str) -> dict[str, torch.Tensor]:
-    if name == TERRAMIND_LARGE:
-        return terramind_state_dict()
+    """Every size of TerraMind gets the tiny architecture, with its own values (seed) so that files differ."""
+    if KNOWN_MODELS[name] in TERRAMIND_MODELS:
+        return terramind_state_dict(seed=TERRAMIND_MODELS.index(KNOWN_MODELS[name]))
     if name == PRITHVI_600M:
         return prithvi_state_dict()
     return tokenizer_state_dict(name)

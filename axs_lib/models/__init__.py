@@ -22,6 +22,7 @@ from ..errors import (
     NotASavedModelError,
     SavedModelNotFoundError,
     TerraTorchUnavailableError,
+    UnsupportedModelError,
     WrongModuleImportError,
 )
 from .prithvi import PrithviSegmentation, build_prithvi_600, build_prithvi_600_backbone
@@ -48,6 +49,7 @@ __all__ = [
     "RegistrationReport",
     "SavedModelNotFoundError",
     "TerraTorchUnavailableError",
+    "UnsupportedModelError",
     "WrongModuleImportError",
     "build_prithvi_600",
     "build_prithvi_600_backbone",

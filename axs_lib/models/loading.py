@@ -7,7 +7,7 @@ checkpoint tensors are then assigned in place, so no second copy of the weights 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +67,7 @@ def build_and_load(
     model_name: str,
     device: torch.device = torch.device("cpu"),
     dtype: torch.dtype | None = None,
+    new_weights: Collection[str] = (),
 ) -> nn.Module:
     """Build a model on ``meta`` and fill every parameter exactly from ``parts``, on ``device`` in ``dtype``.
 
@@ -74,13 +75,20 @@ def build_and_load(
     missing when it is a parameter (a parameter on ``meta`` has no value), and is accepted when it is a
     buffer the model computes itself (sin-cos position embeddings, the zero bias of bias-free LayerNorms).
 
+    ``new_weights`` names parameters or whole modules the caller asked for that no checkpoint can hold (a new
+    modality's patch embedding, prompt tokens): they are neither looked for nor accepted from the files,
+    are initialised by :func:`initialise_new_weights`, and are listed in one INFO line.
+
     Raises:
         CheckpointMismatchError: naming the file and its first offending keys; nothing is returned.
     """
     with parameters_on_meta():
         model = build()
+    new = initialise_new_weights(model, new_weights)
+    if new:
+        logger.info("%s: newly initialised (not in any checkpoint): %s", model_name, ", ".join(new))
     tied = _tied_parameter_names(model)
-    expected = model.state_dict(keep_vars=True)
+    expected = {key: value for key, value in model.state_dict(keep_vars=True).items() if key not in new}
     parameter_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
     claimed = [part.prefix for part in parts if part.prefix]
     merged: StateDict = {}
@@ -93,6 +101,7 @@ def build_and_load(
                 owned = {key: value for key, value in filtered.items() if key.startswith(part.prefix)}
             else:
                 owned = {key: value for key, value in filtered.items() if not key.startswith(tuple(claimed))}
+            owned = {key: value for key, value in owned.items() if key not in new}
             own_expected = {
                 key: value
                 for key, value in expected.items()
@@ -108,10 +117,39 @@ def build_and_load(
         merged.update(owned)
 
     _check_tied_values(tied, merged, parts, model_name)
+    new_parameters = {key: model.get_parameter(key) for key in new}
+    merged.update(new_parameters)
     model.load_state_dict({key: value.detach() for key, value in merged.items()}, strict=True, assign=True)
-    _restore_trainability(model, expected)
+    _restore_trainability(model, {**expected, **new_parameters})
     _retie(model, tied)
     return place(model, device, dtype)
+
+
+def initialise_new_weights(model: nn.Module, names: Collection[str]) -> list[str]:
+    """Give real values to the parameters ``names`` covers (a parameter's name, or a module's and all below it).
+
+    A module whose own parameters are all new is initialised by its ``reset_parameters()`` (``nn.Linear``,
+    ``nn.Conv2d``, ...); any other new parameter is drawn from a normal distribution with std 0.02, as
+    TerraMind and Prithvi initialise their embedding tokens. Returns the parameter names, in model order.
+    """
+    prefixes = tuple(f"{name}." for name in names)
+    new = [key for key, _ in model.named_parameters() if key in names or key.startswith(prefixes)]
+    for owner_name in dict.fromkeys(key.rpartition(".")[0] for key in new):
+        owner = model.get_submodule(owner_name)
+        own = [f"{owner_name}.{name}".lstrip(".") for name, _ in owner.named_parameters(recurse=False)]
+        for key in own:
+            if key in new:
+                attribute = key.rpartition(".")[2]
+                parameter = getattr(owner, attribute)
+                value = torch.empty(parameter.shape, dtype=parameter.dtype)
+                setattr(owner, attribute, nn.Parameter(value, requires_grad=parameter.requires_grad))
+        if set(own) <= set(new) and hasattr(owner, "reset_parameters"):
+            owner.reset_parameters()
+        else:
+            for key in own:
+                if key in new:
+                    nn.init.normal_(owner.get_parameter(key.rpartition(".")[2]), std=0.02)
+    return new
 
 
 @contextmanager
