@@ -145,9 +145,13 @@ class TestTerraMindBackbone:
             actual = reduced({"S1GRD": inputs["S1GRD"].to(low)})[-1].float()
         assert (actual - expected).norm() / expected.norm() < 0.05
 
-    def test_token_only_modalities_are_refused(self):
-        with pytest.raises(InvalidArgumentError, match="unknown modality 'LULC'; valid choices are S2L2A, S2L1C, S1GRD"):
-            build_terramind_backbone(modalities=("LULC",))
+    def test_a_tokenized_modality_needs_its_tokenizer_on_disk(self, weights_copy, use_weights):
+        import shutil
+
+        shutil.rmtree(weights_copy / "TerraMind-1.0-Tokenizer-LULC")
+        use_weights(weights_copy)
+        with pytest.raises(CheckpointNotFoundError, match="TerraMind-1.0-Tokenizer-LULC"):
+            build_terramind_backbone(modalities=("S1GRD", "LULC"))
 
 
 class TestPrithvi:
