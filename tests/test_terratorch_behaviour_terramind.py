@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
+import warnings
 from functools import partial
 
 import pytest
@@ -56,20 +57,38 @@ def seeded_run(model, inputs):
         return model(dict(inputs))
 
 
-@pytest.fixture
-def stock_tokenizers(tiny_weights, monkeypatch):
+@pytest.fixture(scope="session")
+def stock_tokenizers(tiny_weights):
     """TerraTorch's tokenizer table builds the tiny tokenizers and loads them from the tiny files itself."""
     from terratorch.models.backbones.terramind.model.terramind_register import tokenizer_dict
 
     table = tokenizer_dict["v1"]
-    for modality in TERRAMIND_MODALITIES.values():
-        if modality.tokenizer:
-            spec = KNOWN_MODELS[modality.tokenizer]
-            builder = partial(
-                table[modality.token_key], **config_for(spec.name)["pretrained_cfg"],
-                ckpt_path=str(tiny_weights / spec.name / spec.filename),
-            )
-            monkeypatch.setitem(table, modality.token_key, builder)
+    with pytest.MonkeyPatch.context() as patch:
+        for modality in TERRAMIND_MODALITIES.values():
+            if modality.tokenizer:
+                spec = KNOWN_MODELS[modality.tokenizer]
+                builder = partial(
+                    table[modality.token_key], **config_for(spec.name)["pretrained_cfg"],
+                    ckpt_path=str(tiny_weights / spec.name / spec.filename),
+                )
+                patch.setitem(table, modality.token_key, builder)
+        yield
+
+
+TIM_ARGUMENTS = {"modalities": ["S1GRD"], "tim_modalities": ["LULC"]}
+GENERATE_ARGUMENTS = {"modalities": ["S1GRD"], "output_modalities": GENERATED, "timesteps": 2, "standardize": True}
+
+
+@pytest.fixture(scope="session")
+def stock_tim(stock_tokenizers):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "TerraMind TiM model not pre-trained")  # the test loads it
+        return BACKBONE_REGISTRY.build(f"{TINY_TERRAMIND}_tim", **TIM_ARGUMENTS)
+
+
+@pytest.fixture(scope="session")
+def stock_generator(stock_tokenizers):
+    return FULL_MODEL_REGISTRY.build(f"{TINY_TERRAMIND}_generate", **GENERATE_ARGUMENTS)
 
 
 def stock_loaded(model, file: str, filter_name: str):
@@ -170,11 +189,10 @@ def test_a_new_modality_does_not_hide_a_weight_missing_from_the_file(weights_cop
 
 
 @pytest.mark.parametrize("name", TIM_BACKBONES)
-def test_tim_thinks_in_lulc_before_encoding_as_terratorchs_from_the_same_file(tiny_weights, stock_tokenizers, name):
+def test_tim_thinks_in_lulc_before_encoding_as_terratorchs_from_the_same_file(tiny_weights, stock_tim, name):
     file = weights_file(tiny_weights, name)
-    arguments = {"modalities": ["S1GRD"], "tim_modalities": ["LULC"]}
-    ours = BACKBONE_REGISTRY.build(name, ckpt_path=file, **arguments).eval()
-    stock = stock_loaded(BACKBONE_REGISTRY.build(f"{TINY_TERRAMIND}_tim", **arguments), file, "checkpoint_filter_fn_tim")
+    ours = BACKBONE_REGISTRY.build(name, ckpt_path=file, **TIM_ARGUMENTS).eval()
+    stock = stock_loaded(stock_tim, file, "checkpoint_filter_fn_tim")
     inputs = images("S1GRD")
     features = seeded_run(ours, inputs)
     assert_same_outputs(features, seeded_run(stock, inputs))
@@ -183,12 +201,11 @@ def test_tim_thinks_in_lulc_before_encoding_as_terratorchs_from_the_same_file(ti
 
 @pytest.mark.parametrize("name", GENERATORS)
 def test_generation_from_s1grd_gives_s2l2a_dem_lulc_and_ndvi_as_terratorchs_from_the_same_file(
-    tiny_weights, stock_tokenizers, name
+    tiny_weights, stock_generator, name
 ):
     file = weights_file(tiny_weights, name)
-    arguments = {"modalities": ["S1GRD"], "output_modalities": GENERATED, "timesteps": 2, "standardize": True}
-    ours = FULL_MODEL_REGISTRY.build(name, ckpt_path=file, **arguments).eval()
-    stock = stock_loaded(FULL_MODEL_REGISTRY.build(f"{TINY_TERRAMIND}_generate", **arguments), file, "checkpoint_filter_fn_generate")
+    ours = FULL_MODEL_REGISTRY.build(name, ckpt_path=file, **GENERATE_ARGUMENTS).eval()
+    stock = stock_loaded(stock_generator, file, "checkpoint_filter_fn_generate")
     inputs = images("S1GRD")
     generated = seeded_run(ours, inputs)
     assert_same_outputs(generated, seeded_run(stock, inputs))
@@ -198,7 +215,7 @@ def test_generation_from_s1grd_gives_s2l2a_dem_lulc_and_ndvi_as_terratorchs_from
 
 
 def test_the_generators_sampling_arguments_reach_terratorchs_sampler(tiny_weights):
-    arguments = {"top_p": 0.5, "top_k": 3, "temps": 0.7, "decoding_steps": 1, "timesteps": 60}
+    arguments = {"top_p": 0.5, "top_k": 3, "temps": 0.7, "decoding_steps": 1, "timesteps": 51}
     model = FULL_MODEL_REGISTRY.build("axs_terramind_v1_tiny_generate", ckpt_path=weights_file(tiny_weights, "tiny"), **arguments)
     assert {key: getattr(model.model, key) for key in arguments} == arguments
     assert seeded_run(model.eval(), images("S1GRD"))["S2L2A"].isfinite().all()
