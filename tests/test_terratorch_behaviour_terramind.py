@@ -188,27 +188,29 @@ def test_a_new_modality_does_not_hide_a_weight_missing_from_the_file(weights_cop
         BACKBONE_REGISTRY.build("axs_terramind_v1_tiny", ckpt_path=file, modalities=["S1GRD", {"HEIGHT": 1}])
 
 
+def sampled_as_stock(registry, name: str, arguments: dict, stock, filter_name: str, root):
+    """Our model's output for an S1GRD image, once it equals the stock model's from the same file and seeds."""
+    file = weights_file(root, name)
+    ours = registry.build(name, ckpt_path=file, **arguments).eval()
+    inputs = images("S1GRD")
+    output = seeded_run(ours, inputs)
+    assert_same_outputs(output, seeded_run(stock_loaded(stock, file, filter_name), inputs))
+    return output
+
+
 @pytest.mark.parametrize("name", TIM_BACKBONES)
 def test_tim_thinks_in_lulc_before_encoding_as_terratorchs_from_the_same_file(tiny_weights, stock_tim, name):
-    file = weights_file(tiny_weights, name)
-    ours = BACKBONE_REGISTRY.build(name, ckpt_path=file, **TIM_ARGUMENTS).eval()
-    stock = stock_loaded(stock_tim, file, "checkpoint_filter_fn_tim")
-    inputs = images("S1GRD")
-    features = seeded_run(ours, inputs)
-    assert_same_outputs(features, seeded_run(stock, inputs))
-    assert len(features) == len(ours.encoder) and features[-1].shape == (1, 4, 192)
+    features = sampled_as_stock(BACKBONE_REGISTRY, name, TIM_ARGUMENTS, stock_tim, "checkpoint_filter_fn_tim", tiny_weights)
+    assert len(features) == len(stock_tim.encoder) and features[-1].shape == (1, 4, 192)
 
 
 @pytest.mark.parametrize("name", GENERATORS)
 def test_generation_from_s1grd_gives_s2l2a_dem_lulc_and_ndvi_as_terratorchs_from_the_same_file(
     tiny_weights, stock_generator, name
 ):
-    file = weights_file(tiny_weights, name)
-    ours = FULL_MODEL_REGISTRY.build(name, ckpt_path=file, **GENERATE_ARGUMENTS).eval()
-    stock = stock_loaded(stock_generator, file, "checkpoint_filter_fn_generate")
-    inputs = images("S1GRD")
-    generated = seeded_run(ours, inputs)
-    assert_same_outputs(generated, seeded_run(stock, inputs))
+    generated = sampled_as_stock(
+        FULL_MODEL_REGISTRY, name, GENERATE_ARGUMENTS, stock_generator, "checkpoint_filter_fn_generate", tiny_weights
+    )
     assert list(generated) == GENERATED
     assert generated["S2L2A"].shape == (1, 12, SIDE, SIDE)
     assert all(image.shape[0] == 1 and image.shape[-2:] == (SIDE, SIDE) for image in generated.values())
@@ -227,6 +229,7 @@ def test_the_generators_sampling_arguments_reach_terratorchs_sampler(tiny_weight
         (FULL_MODEL_REGISTRY, {"decoding_steps": 2}, "decoding_steps=2 is not supported: TerraTorch 1.2's generation"),
         (FULL_MODEL_REGISTRY, {"timesteps": 1001}, "timesteps must be between 1 and 1000"),
         (BACKBONE_REGISTRY, {"modalities": ["S1GRD", "coords"]}, "modality 'coords' is not supported: its tokenizer"),
+        (FULL_MODEL_REGISTRY, {"output_modalities": ["coords"]}, "modality 'coords' is not supported: its tokenizer"),
         (BACKBONE_REGISTRY, {"bands": {"S1GRD": ["VV"]}, "tim_modalities": ["LULC"]}, "bands cannot be used with tim"),
         (BACKBONE_REGISTRY, {"merge_method": "sum"}, "merge_method must be one of"),
         (BACKBONE_REGISTRY, {"modality_drop_rate": 1.5}, "modality_drop_rate must be between 0.0 and 1.0"),

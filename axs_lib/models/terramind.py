@@ -175,8 +175,8 @@ def build_terramind_generator(
         CheckpointNotFoundError, CorruptCheckpointError, CheckpointMismatchError: see ``axs_lib.errors``.
     """
     spec = _spec(variant)
-    inputs = _validation.modality_names(input_modalities, "input_modalities", GENERATOR_INPUTS)
-    outputs = _validation.modality_names(output_modalities, "output_modalities", GENERATOR_OUTPUTS)
+    inputs = _validation.modality_names(_supported(input_modalities), "input_modalities", GENERATOR_INPUTS)
+    outputs = _validation.modality_names(_supported(output_modalities), "output_modalities", GENERATOR_OUTPUTS)
     sampling = {
         "timesteps": _checked_timesteps(timesteps),
         "top_p": _validation.real_number(top_p, "top_p", minimum=0.0, maximum=1.0),
@@ -331,13 +331,17 @@ def _backbone_modalities(modalities: object) -> tuple[tuple[str, ...], dict[str,
                         "with bands={...}, or give the new modality another name."
                     )
                 new[str(name)] = _validation.whole_number(channels, f"channels of new modality {name!r}", minimum=1)
-    named = [item for item in items if not isinstance(item, Mapping)]
-    refused = [name for name in named if isinstance(name, str) and name.lower() in REFUSED_MODALITIES]
-    if refused:
-        name = refused[0].lower()
-        raise InvalidArgumentError(f"modality {refused[0]!r} is not supported: {REFUSED_MODALITIES[name]}.")
+    named = _supported([item for item in items if not isinstance(item, Mapping)])
     names = _validation.modality_names(named, "modalities", BACKBONE_MODALITIES) if named or not new else ()
     return names, new
+
+
+def _supported(names: Sequence[str] | str) -> Sequence[str] | str:
+    """``names``, unless one is a modality of ``REFUSED_MODALITIES``: then the reason is raised."""
+    for name in [names] if isinstance(names, str) else names:
+        if isinstance(name, str) and name.lower() in REFUSED_MODALITIES:
+            raise InvalidArgumentError(f"modality {name!r} is not supported: {REFUSED_MODALITIES[name.lower()]}.")
+    return names
 
 
 def _checked_bands(
