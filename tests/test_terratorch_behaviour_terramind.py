@@ -239,3 +239,26 @@ def test_what_terratorch_cannot_honour_is_refused_by_name_with_the_reason(tiny_w
     name = "axs_terramind_v1_tiny_generate" if registry is FULL_MODEL_REGISTRY else "axs_terramind_v1_tiny"
     with pytest.raises(InvalidArgumentError, match=reason):
         registry.build(name, ckpt_path=weights_file(tiny_weights, name), **arguments)
+
+
+def test_a_segmentation_model_is_built_around_a_terramind_size_as_in_ibms_sen1floods11_config(tiny_weights):
+    from terratorch.models.encoder_decoder_factory import EncoderDecoderFactory
+
+    model = EncoderDecoderFactory().build_model(
+        task="segmentation",
+        backbone="axs_terramind_v1_small",
+        backbone_pretrained=True,
+        backbone_ckpt_path=weights_file(tiny_weights, "small"),
+        backbone_modalities=["S2L1C", "S1GRD"],
+        backbone_merge_method="mean",
+        necks=[
+            {"name": "SelectIndices", "indices": [2, 5, 8, 11]},
+            {"name": "ReshapeTokensToImage", "remove_cls_token": False},
+            {"name": "LearnedInterpolateToPyramidal"},
+        ],
+        decoder="UNetDecoder",
+        decoder_channels=[64, 32, 16, 8],
+        num_classes=2,
+    )
+    inputs = {"S2L1C": torch.randn(1, 13, 64, 64), "S1GRD": torch.randn(1, 2, 64, 64)}
+    assert model(inputs).output.shape == (1, 2, 64, 64)
