@@ -271,3 +271,10 @@ class InvalidSavedModelError(AxsModelError, ValueError):
     ):
         self.path = path
         super().__init__(f"Cannot load the saved model file {path}: {problem}. {fix}")
+
+
+class UnsupportedModelError(AxsModelError, NotImplementedError):
+    """A model TerraTorch names that cannot be built; the message says why and what to use instead."""
+
+    def __init__(self, name: str, reason: str, instead: str):
+        super().__init__(f"{name} is not supported: {reason}. Use {instead}.")

@@ -17,6 +17,7 @@ from axs_lib.models import (
     CheckpointNotFoundError,
     InvalidArgumentError,
     PrithviSegmentation,
+    UnsupportedModelError,
     build_prithvi_600_backbone,
     register_all_models,
 )
@@ -38,10 +39,13 @@ def test_importing_the_package_registered_every_name():
 
 
 def test_the_registered_names_are_the_documented_ones():
-    assert {(e.name, e.registry, e.alias_of) for e in REGISTERED_NAMES} == {
-        ("axs_terramind_v1_large", "backbone", None),
+    terramind = {
+        (f"axs_terramind_v1_{size}{suffix}", registry, None)
+        for size in ("tiny", "small", "base", "large")
+        for suffix, registry in (("", "backbone"), ("_tim", "backbone"), ("_generate", "full_model"), ("_encdec", "full_model"))
+    }
+    assert {(e.name, e.registry, e.alias_of) for e in REGISTERED_NAMES} == terramind | {
         *{(f"axs_{spec.builder}", "backbone", None) for spec in PRITHVI_MODELS},
-        ("axs_terramind_v1_large_generate", "full_model", None),
         ("axs_prithvi_eo_v2_600_segmentation", "full_model", None),
         ("terramind_backbone", "backbone", "axs_terramind_v1_large"),
         ("prithvi_600M", "backbone", "axs_prithvi_eo_v2_600"),
@@ -96,7 +100,10 @@ def test_a_terratorch_encoder_decoder_config_can_name_the_backbone(weights):
     assert model(torch.randn(2, 6, 56, 56)).output.shape == (2, 2, 56, 56)
 
 
-@pytest.mark.parametrize("entry", [e for e in REGISTERED_NAMES if e.alias_of is None], ids=lambda entry: entry.name)
+BUILDABLE = [e for e in REGISTERED_NAMES if not e.refused]
+
+
+@pytest.mark.parametrize("entry", [e for e in BUILDABLE if e.alias_of is None], ids=lambda entry: entry.name)
 def test_registered_names_build_in_training_mode_as_terratorchs_own_builders_do(weights, entry):
     kwargs = {"img_size": 56} if "prithvi" in entry.name else {}
     model = REGISTRIES[entry.registry].build(entry.name, **kwargs)
@@ -141,10 +148,21 @@ def test_a_key_error_inside_a_builder_is_not_mistaken_for_an_unknown_model():
         del TERRATORCH_BACKBONE_REGISTRY._registry["axs_test_broken"]
 
 
-@pytest.mark.parametrize("entry", REGISTERED_NAMES, ids=lambda entry: entry.name)
+@pytest.mark.parametrize("entry", BUILDABLE, ids=lambda entry: entry.name)
 def test_a_misspelt_argument_is_refused_by_name_for_every_registered_name(weights, entry):
     with pytest.raises(InvalidArgumentError, match="got unknown argument 'img_szie'"):
         REGISTRIES[entry.registry].build(entry.name, img_szie=512)
+
+
+@pytest.mark.parametrize("size", ["tiny", "large"])
+def test_terramind_encdec_names_refuse_with_terratorchs_reason_and_what_to_use(weights, size):
+    with pytest.raises(UnsupportedModelError, match=f"pretrained_bands.*axs_terramind_v1_{size}_generate"):
+        FULL_MODEL_REGISTRY.build(f"axs_terramind_v1_{size}_encdec")
+
+
+def test_a_registered_terramind_size_cannot_be_asked_for_another_variant(weights):
+    with pytest.raises(InvalidArgumentError, match="builds TerraMind 1.0 base"):
+        BACKBONE_REGISTRY.build("axs_terramind_v1_base", variant="large")
 
 
 def test_the_prithvi_backbone_suggests_the_argument_that_was_meant(weights):

@@ -73,6 +73,18 @@ def test_sar_to_optical_writes_twelve_georeferenced_bands_a_quicklook_and_nothin
     assert sorted(path.name for path in work.iterdir()) == ["s2.png", "s2.tif"]
 
 
+def test_sar_to_optical_generates_with_the_terramind_size_asked_for(scenes, tiny_weights, use_weights, work, capsys):
+    use_weights(tiny_weights)
+    output = work / "s2.tif"
+    options = ["--tile", "64", "--overlap", "16", "--timesteps", "1", "--quiet", "--generator", "small"]
+    assert main(["sar-to-optical", str(scenes["sar"]), str(output), *options]) == 0, capsys.readouterr().err
+    with rasterio.open(output) as src:
+        assert src.tags()["SOURCE"] == "TerraMind 1.0 Small S1GRD -> S2L2A"
+    use_weights(work)
+    assert main(["sar-to-optical", str(scenes["sar"]), str(work / "other.tif"), *options]) != 0
+    assert "TerraMind-1.0-small" in capsys.readouterr().err
+
+
 def test_generation_noise_depends_on_the_seed_and_window_not_on_the_batch(scenes, terramind, work):
     common = [str(scenes["sar"]), "--tile", "64", "--overlap", "16", "--timesteps", "6", "--quiet", "--float"]
     assert main(["sar-to-optical", common[0], str(work / "a.tif"), *common[1:], "--batch-size", "1"]) == 0

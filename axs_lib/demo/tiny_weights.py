@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from huggingface_hub.file_download import repo_folder_name
 
-from axs_lib.weights.catalog import KNOWN_MODELS, TERRAMIND_LARGE, TERRAMIND_MODALITIES, Family
+from axs_lib.weights.catalog import KNOWN_MODELS, TERRAMIND_MODALITIES, TERRAMIND_MODELS, Family
 from axs_lib.models.loading import parameters_on_meta
 from axs_lib.models.tokenizer_presets import TOY_DIFFUSION_DECODER, TOY_VIT_DECODER, TOY_VIT_ENCODER, install_toy_presets
 
@@ -103,7 +103,7 @@ def tiny_prithvi(variant: str) -> dict:
 
 def config_for(name: str) -> dict:
     spec = KNOWN_MODELS[name]
-    if name == TERRAMIND_LARGE:
+    if spec in TERRAMIND_MODELS:
         return {"architecture": TINY_TERRAMIND}
     if spec.family is Family.PRITHVI:
         return {"architecture": spec.builder, "pretrained_cfg": {**tiny_prithvi(spec.builder), "img_size": 224, "num_frames": 4}}
@@ -113,8 +113,9 @@ def config_for(name: str) -> dict:
 
 
 def state_dict_for(name: str) -> dict[str, torch.Tensor]:
-    if name == TERRAMIND_LARGE:
-        return terramind_state_dict()
+    """Every size of TerraMind gets the tiny architecture, with its own values (seed) so that files differ."""
+    if KNOWN_MODELS[name] in TERRAMIND_MODELS:
+        return terramind_state_dict(seed=TERRAMIND_MODELS.index(KNOWN_MODELS[name]))
     if KNOWN_MODELS[name].family is Family.PRITHVI:
         return prithvi_state_dict(variant=KNOWN_MODELS[name].builder)
     return tokenizer_state_dict(name)

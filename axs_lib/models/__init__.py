@@ -23,6 +23,9 @@ from ..errors import (
     SavedModelNotFoundError,
     TerraTorchUnavailableError,
     UnknownTokenizerPresetError,
+
+
+    UnsupportedModelError,
     WrongModuleImportError,
 )
 from .prithvi import PrithviSegmentation, build_prithvi_600, build_prithvi_600_backbone, build_prithvi_backbone
@@ -50,6 +53,9 @@ __all__ = [
     "SavedModelNotFoundError",
     "TerraTorchUnavailableError",
     "UnknownTokenizerPresetError",
+
+
+    "UnsupportedModelError",
     "WrongModuleImportError",
     "build_prithvi_600",
     "build_prithvi_600_backbone",

@@ -95,3 +95,13 @@ def accepted_keywords(function: Callable[..., object]) -> set[str] | None:
             return names
         function = getattr(function, "__wrapped__", None)
     return None
+
+
+def real_number(value: object, argument: str, *, minimum: float, maximum: float | None = None) -> float:
+    """``value`` as a ``float`` within ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgumentError(f"{argument} must be a number, got {value!r}.")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise InvalidArgumentError(f"{argument} must be {bound}, got {value}.")
+    return float(value)

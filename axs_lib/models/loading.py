@@ -75,21 +75,24 @@ def build_and_load(
     missing when it is a parameter (a parameter on ``meta`` has no value), and is accepted when it is a
     buffer the model computes itself (sin-cos position embeddings, the zero bias of bias-free LayerNorms).
 
-    ``new_weights`` lists the keys of modules the caller asked for that the checkpoint cannot hold (prompt
-    tokens, a coordinate encoding the model was not pretrained with). Those the checkpoint does not fill keep
-    the model's own initial values (parameters among them cost one random-init build of the model) and are
-    named in one INFO log line; every other key must still come from the checkpoint.
+    ``new_weights`` names parameters, buffers or whole modules (a name and all below it) the caller asked
+    for that no checkpoint of this model holds (a new modality's patch embedding, prompt tokens, a coordinate
+    encoding the model was not pretrained with): they are neither looked for nor accepted from the files,
+    keep the model's own initial values (TerraTorch's initialisation: buffers as built, parameters from one
+    random-init build of the model, the price of asking for them) and are listed in one INFO line. Every
+    other key must still come from the checkpoint.
 
     Raises:
         CheckpointMismatchError: naming the file and its first offending keys; nothing is returned.
     """
     with parameters_on_meta():
         model = build()
+    new = _covered(model.state_dict(keep_vars=True), new_weights)
     tied = _tied_parameter_names(model)
-    expected = model.state_dict(keep_vars=True)
+    model_state = model.state_dict(keep_vars=True)
+    expected = {key: value for key, value in model_state.items() if key not in new}
     parameter_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
     claimed = [part.prefix for part in parts if part.prefix]
-    new_weights = set(new_weights)
     merged: StateDict = {}
     for part in parts:
         raw = read_state_dict(part.path, device, dtype)
@@ -100,16 +103,11 @@ def build_and_load(
                 owned = {key: value for key, value in filtered.items() if key.startswith(part.prefix)}
             else:
                 owned = {key: value for key, value in filtered.items() if not key.startswith(tuple(claimed))}
-            owned = {
-                key: value
-                for key, value in owned.items()
-                if key not in new_weights or not _unfilled(key, value, expected, parameter_names)
-            }
+            owned = {key: value for key, value in owned.items() if key not in new}
             own_expected = {
                 key: value
                 for key, value in expected.items()
                 if (key.startswith(part.prefix) if part.prefix else not key.startswith(tuple(claimed)))
-                and (key not in new_weights or key in owned)
             }
             _check_exact(own_expected, owned, parameter_names, raw, source=part.path, model_name=model_name)
         except CheckpointMismatchError as error:
@@ -120,15 +118,20 @@ def build_and_load(
         logger.debug("%s: %d tensors from %s", model_name, len(owned), part.path)
         merged.update(owned)
 
-    initialised = [key for key in expected if key in new_weights and key not in merged]
-    if initialised:
-        merged.update(_initial_values(build, expected, initialised))
-        logger.info("%s: newly initialised, not from the checkpoint: %s", model_name, ", ".join(initialised))
+    if new:
+        merged.update(_initial_values(build, model, new))
+        logger.info("%s: newly initialised (not in any checkpoint): %s", model_name, ", ".join(new))
     _check_tied_values(tied, merged, parts, model_name)
     model.load_state_dict({key: value.detach() for key, value in merged.items()}, strict=True, assign=True)
-    _restore_trainability(model, expected)
+    _restore_trainability(model, model_state)
     _retie(model, tied)
     return place(model, device, dtype)
+
+
+def _covered(state: StateDict, names: Collection[str]) -> list[str]:
+    """The keys of ``state`` that ``names`` cover (a key itself, or a module's name and all below it), in order."""
+    prefixes = tuple(f"{name}." for name in names)
+    return [key for key in state if key in names or key.startswith(prefixes)]
 
 
 @contextmanager
@@ -144,9 +147,10 @@ def _terratorch_logs_silenced() -> Iterator[None]:
         logging.disable(previous)
 
 
-def _initial_values(build: Callable[[], nn.Module], expected: StateDict, keys: list[str]) -> StateDict:
+def _initial_values(build: Callable[[], nn.Module], model: nn.Module, keys: list[str]) -> StateDict:
     """The model's own initial values of ``keys``: buffers as built, parameters from a random-init build."""
-    values = {key: expected[key].detach() for key in keys if not expected[key].is_meta}
+    built = model.state_dict()
+    values = {key: built[key] for key in keys if not built[key].is_meta}
     if len(values) < len(keys):
         fresh = build().state_dict()
         values.update({key: fresh[key] for key in keys if key not in values})

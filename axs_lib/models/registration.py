@@ -20,11 +20,11 @@ from torch import nn
 
 from ..weights.catalog import KNOWN_MODELS, PRITHVI_MODELS
 from ..weights.discovery import CheckpointFile, find_all
-from ..errors import AxsModelError, BackboneBuildError, TerraTorchUnavailableError
+from ..errors import AxsModelError, BackboneBuildError, InvalidArgumentError, TerraTorchUnavailableError, UnsupportedModelError
 from . import _validation
 from ._terratorch import registry
 from .prithvi import build_prithvi_600, build_prithvi_backbone
-from .terramind import build_terramind_backbone, build_terramind_generator
+from .terramind import VARIANTS, build_terramind_backbone, build_terramind_generator
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,41 @@ PRITHVI_BACKBONE_FACTORIES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+@_passes_kwargs_to(build_terramind_backbone)
+def _terramind_tim(freeze: bool = False, tim_modalities: Sequence[str] | None = None, **kwargs: Any) -> nn.Module:
+    """:func:`build_terramind_backbone` in its TiM form, with TerraTorch's default ``tim_modalities=["LULC"]``."""
+    return build_terramind_backbone(freeze=freeze, tim_modalities=tim_modalities or ("LULC",), **kwargs)
+
+
+def _of_variant(factory: Callable[..., nn.Module], variant: str) -> Callable[..., nn.Module]:
+    """``factory`` for one TerraMind size, which the registered name fixes."""
+
+    @_passes_kwargs_to(factory)
+    def build(**kwargs: Any) -> nn.Module:
+        if "variant" in kwargs:
+            raise InvalidArgumentError(
+                f"variant={kwargs['variant']!r} cannot be passed here: the registered name builds TerraMind 1.0 "
+                f"{variant}; use axs_terramind_v1_{kwargs['variant']}... for another size."
+            )
+        return factory(variant=variant, **kwargs)
+
+    build.__name__ = f"{getattr(factory, '__name__', 'build')}_{variant}"
+    return build
+
+
+def _refused_encdec(variant: str) -> Callable[..., nn.Module]:
+    def refuse(**kwargs: Any) -> nn.Module:
+        raise UnsupportedModelError(
+            f"axs_terramind_v1_{variant}_encdec",
+            f"TerraTorch's own terramind_v1_{variant}_encdec builder does not build in TerraTorch 1.2 (its TerraMind "
+            "model gets arguments it does not take, such as pretrained_bands)",
+            f"axs_terramind_v1_{variant}_generate for generation or axs_terramind_v1_{variant} for features",
+        )
+
+    refuse.__name__ = f"refuse_terramind_v1_{variant}_encdec"
+    return refuse
+
+
 @dataclass(frozen=True)
 class RegisteredName:
     """One name in a TerraTorch registry.
@@ -78,18 +113,27 @@ class RegisteredName:
         registry: ``"backbone"`` or ``"full_model"``.
         factory: what building it calls.
         alias_of: for the names earlier Axion-Sat code used, the current name they stand for.
+        refused: the name exists in TerraTorch but cannot be built; building it raises the reason.
     """
 
     name: str
     registry: str
     factory: Callable[..., nn.Module]
     alias_of: str | None = None
+    refused: bool = False
 
 
-TERRAMIND_NAMES: tuple[RegisteredName, ...] = (
-    RegisteredName("axs_terramind_v1_large", "backbone", _terramind_backbone),
-    RegisteredName("axs_terramind_v1_large_generate", "full_model", _terramind_generator),
+TERRAMIND_NAMES: tuple[RegisteredName, ...] = tuple(
+    entry
+    for variant in reversed(VARIANTS)
+    for entry in (
+        RegisteredName(f"axs_terramind_v1_{variant}", "backbone", _of_variant(_terramind_backbone, variant)),
+        RegisteredName(f"axs_terramind_v1_{variant}_tim", "backbone", _of_variant(_terramind_tim, variant)),
+        RegisteredName(f"axs_terramind_v1_{variant}_generate", "full_model", _of_variant(_terramind_generator, variant)),
+        RegisteredName(f"axs_terramind_v1_{variant}_encdec", "full_model", _refused_encdec(variant), refused=True),
+    )
 )
+"""``axs_`` + TerraTorch's builder name, for every TerraMind 1.0 size; ``_encdec`` is registered only to refuse."""
 
 PRITHVI_NAMES: tuple[RegisteredName, ...] = (
     *(RegisteredName(f"axs_{variant}", "backbone", factory) for variant, factory in PRITHVI_BACKBONE_FACTORIES.items()),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -15,19 +16,34 @@ from torch import nn
 from . import _validation
 from ._terratorch import registry, terratorch_module
 from .architecture import builder_arguments, builder_name
-from ..weights.catalog import KNOWN_MODELS, TERRAMIND_LARGE, TERRAMIND_MODALITIES
+from ..weights.catalog import KNOWN_MODELS, TERRAMIND_MODALITIES, TERRAMIND_SIZES, ModelSpec, terramind_model
 from ..weights.discovery import CheckpointFile, find_checkpoint
 from ..errors import InvalidArgumentError
 from .loading import CheckpointPart, StateDict, build_and_load, place
 
 logger = logging.getLogger(__name__)
 
-TIMESTEPS_RANGE = (6, 50)
-"""Diffusion steps of the tokenizer decoder: 6 is the low-memory setting, 50 TerraTorch's default."""
+TIMESTEPS_RANGE = (1, 1000)
+"""Diffusion steps of the tokenizer decoder: TerraTorch's DDIM scheduler takes at most the 1000 steps the decoders
+were trained with (``num_train_timesteps``); 50 is TerraTorch's default, 6 the low-memory setting."""
+
+VARIANTS = TERRAMIND_SIZES
+"""The TerraMind 1.0 sizes every factory builds (``variant=``); ``"large"`` by default."""
 
 GENERATOR_INPUTS = tuple(TERRAMIND_MODALITIES)
 GENERATOR_OUTPUTS = tuple(name for name, modality in TERRAMIND_MODALITIES.items() if modality.generatable)
-BACKBONE_MODALITIES = tuple(name for name, modality in TERRAMIND_MODALITIES.items() if modality.channels)
+BACKBONE_MODALITIES = tuple(TERRAMIND_MODALITIES)
+"""Raw image modalities, and the tokenized ones (LULC, NDVI), whose tokenizer then encodes the input."""
+TIM_MODALITIES = GENERATOR_OUTPUTS
+MERGE_METHODS = ("mean", "max", "concat", "dict", None)
+"""TerraTorch's ways to merge the modalities' tokens in the backbone output (``None`` keeps them concatenated)."""
+
+REFUSED_MODALITIES = {
+    "coords": "its tokenizer needs a vocabulary file from ibm-esa-geospatial/TerraMind-1.0-Tokenizer-Coords that "
+    "TerraTorch only downloads from the Hub, and this library loads models offline",
+    "caption": "TerraMind 1.0 has no caption tokenizer (TerraTorch's v1 tokenizer table has none)",
+}
+"""Modalities TerraTorch names that these factories refuse, and why."""
 
 
 PATCH_SIZE = 16
@@ -92,23 +108,28 @@ class TerraMindGenerator(nn.Module):
                 )
 
 
-def check_image(name: str, image: torch.Tensor) -> None:
-    """``image`` is ``[B, C, H, W]`` with the bands TerraMind was pretrained on for modality ``name``."""
-    bands = TERRAMIND_MODALITIES[name].bands
+def check_image(name: str, image: torch.Tensor, bands: Sequence[str] | None = None) -> None:
+    """``image`` is ``[B, C, H, W]`` with ``bands`` (default: those TerraMind was pretrained on for ``name``)."""
+    bands = TERRAMIND_MODALITIES[name].bands if bands is None else tuple(bands)
     shape = list(image.shape)
     if image.ndim != 4 or (bands and shape[1] != len(bands)):
         expected = f"{len(bands)} bands ({', '.join(bands)}, in this order)" if bands else "its channels"
         raise InvalidArgumentError(f"{name} must have shape [B, {len(bands) or 'C'}, H, W] with {expected}; got {shape}")
 
 
-def _check_backbone_inputs(backbone: nn.Module, args: tuple, kwargs: dict) -> None:
-    """Forward pre-hook: refuse images with the wrong bands before TerraTorch fails on a matrix product."""
-    images = args[0] if args else None
-    named = dict(images) if isinstance(images, Mapping) else {} if images is None else {backbone.modalities[0]: images}
-    named.update(kwargs)
-    for name, image in named.items():
-        if name in TERRAMIND_MODALITIES and isinstance(image, torch.Tensor):
-            check_image(name, image)
+def _input_check(bands: Mapping[str, Sequence[str]]):
+    """A forward pre-hook refusing images with other bands than the backbone was built for, before TerraTorch
+    fails on a matrix product; tokenized and new modalities are left to TerraTorch."""
+
+    def check(backbone: nn.Module, args: tuple, kwargs: dict) -> None:
+        images = args[0] if args else None
+        named = dict(images) if isinstance(images, Mapping) else {} if images is None else {backbone.modalities[0]: images}
+        named.update(kwargs)
+        for name, image in named.items():
+            if name in bands and isinstance(image, torch.Tensor):
+                check_image(name, image, bands[name])
+
+    return check
 
 
 def build_terramind_generator(
@@ -120,8 +141,13 @@ def build_terramind_generator(
     checkpoint_path: str | os.PathLike | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | str | None = None,
+    variant: str = "large",
+    top_p: float = 0.8,
+    top_k: int = 0,
+    temps: float = 1.0,
+    decoding_steps: int = 1,
 ) -> TerraMindGenerator:
-    """TerraMind 1.0 Large any-to-any generation, e.g. Sentinel-1 GRD to Sentinel-2 L2A.
+    """TerraMind 1.0 any-to-any generation, e.g. Sentinel-1 GRD to Sentinel-2 L2A.
 
     The model is called with ``{"S1GRD": tensor[B, 2, H, W]}`` (H, W multiples of 16) and returns
     ``{"S2L2A": tensor[B, 12, H, W]}`` (see :class:`TerraMindGenerator`). With ``standardize=True`` inputs and outputs are in physical units
@@ -138,25 +164,33 @@ def build_terramind_generator(
         device: where the weights are loaded (default CPU).
         dtype: ``torch.float32`` (default: as stored), ``torch.float16``, ``torch.bfloat16`` or a name such
             as ``"bf16"``.
+        variant: the TerraMind 1.0 size, one of ``VARIANTS`` (``"tiny"``, ``"small"``, ``"base"``, ``"large"``).
+        top_p, top_k: nucleus and top-k sampling of the generated tokens (0 switches either off), as TerraTorch.
+        temps: sampling temperature (> 0), one value for every output, as TerraTorch 1.2 applies it.
+        decoding_steps: token decoding steps per image output; only TerraTorch's default 1 works (see
+            ``_checked_decoding_steps``).
 
     Raises:
-        InvalidArgumentError: unknown or empty modalities, ``timesteps`` out of range.
+        InvalidArgumentError: unknown or empty modalities, a value out of range.
         CheckpointNotFoundError, CorruptCheckpointError, CheckpointMismatchError: see ``axs_lib.errors``.
     """
-    inputs = _validation.modality_names(input_modalities, "input_modalities", GENERATOR_INPUTS)
-    outputs = _validation.modality_names(output_modalities, "output_modalities", GENERATOR_OUTPUTS)
-    timesteps = _checked_timesteps(timesteps)
+    spec = _spec(variant)
+    inputs = _validation.modality_names(_supported(input_modalities), "input_modalities", GENERATOR_INPUTS)
+    outputs = _validation.modality_names(_supported(output_modalities), "output_modalities", GENERATOR_OUTPUTS)
+    sampling = {
+        "timesteps": _checked_timesteps(timesteps),
+        "top_p": _validation.real_number(top_p, "top_p", minimum=0.0, maximum=1.0),
+        "top_k": _validation.whole_number(top_k, "top_k", minimum=0),
+        "temps": _positive(temps, "temps"),
+        "decoding_steps": _checked_decoding_steps(decoding_steps),
+    }
     device, dtype = _validation.torch_device(device), _validation.floating_dtype(dtype)
     builders = registry().TERRATORCH_FULL_MODEL_REGISTRY
-    spec = KNOWN_MODELS[TERRAMIND_LARGE]
 
-    def build(variant: str) -> nn.Module:
-        return builders[f"{variant}_generate"](
-            pretrained=False,
-            modalities=list(inputs),
-            output_modalities=list(outputs),
-            timesteps=timesteps,
-            standardize=standardize,
+    def build(variant_builder: str) -> nn.Module:
+        return builders[f"{variant_builder}_generate"](
+            pretrained=False, modalities=list(inputs), output_modalities=list(outputs), standardize=standardize,
+            **sampling,
         )
 
     if not pretrained:
@@ -165,52 +199,45 @@ def build_terramind_generator(
 
     checkpoint = find_checkpoint(spec, checkpoint_path)
     tokenized = outputs + tuple(name for name in inputs if TERRAMIND_MODALITIES[name].channels is None)
-    tokenizers = {
-        TERRAMIND_MODALITIES[name].token_key: find_checkpoint(
-            KNOWN_MODELS[TERRAMIND_MODALITIES[name].tokenizer], near=checkpoint.path
-        )
-        for name in dict.fromkeys(tokenized)
-    }
-
-    register = terratorch_module("models.backbones.terramind.model.terramind_register")
-
-    def build_with_tokenizers() -> nn.Module:
-        builders = {key: partial(_build_tokenizer, file) for key, file in tokenizers.items()}
-        with _tokenizer_builders(register.tokenizer_dict["v1"], builders):
-            model = build(builder_name(spec, checkpoint.path))
-        if set(model.tokenizer) != set(tokenizers):
-            raise RuntimeError(
-                f"TerraTorch built tokenizers {sorted(model.tokenizer)}, this library expected {sorted(tokenizers)}"
-            )
-        return model
-
-    generate_filter = register.checkpoint_filter_fn_generate
-    parts = [CheckpointPart(checkpoint.path, generate_filter, spec.family)]
-    parts += [
-        CheckpointPart(file.path, _prefixed(f"tokenizer.{key}."), file.spec.family, f"tokenizer.{key}.")
-        for key, file in tokenizers.items()
-    ]
+    tokenizers = _tokenizer_files(tokenized, checkpoint)
+    parts = [CheckpointPart(checkpoint.path, _register().checkpoint_filter_fn_generate, spec.family)]
     logger.info("loading TerraMind generator from %s (+ %d tokenizers)", checkpoint.path, len(tokenizers))
-    model = build_and_load(build_with_tokenizers, parts, model_name=f"{spec.name} generator", device=device, dtype=dtype)
+    model = build_and_load(
+        lambda: _with_tokenizers(lambda: build(builder_name(spec, checkpoint.path)), tokenizers),
+        parts + _tokenizer_parts(tokenizers),
+        model_name=f"{spec.name} generator",
+        device=device,
+        dtype=dtype,
+    )
     return TerraMindGenerator(model, inputs, outputs).eval()
 
 
 def build_terramind_backbone(
-    modalities: Sequence[str] = ("S1GRD", "S2L2A"),
+    modalities: Sequence[str | Mapping[str, int]] = ("S1GRD", "S2L2A"),
     pretrained: bool = True,
     freeze: bool = True,
     checkpoint_path: str | os.PathLike | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | str | None = None,
+    variant: str = "large",
+    bands: Mapping[str, Sequence[str]] | None = None,
+    merge_method: str | None = "mean",
+    img_size: int = 224,
+    modality_drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
+    tim_modalities: Sequence[str] | None = None,
 ) -> nn.Module:
-    """TerraMind 1.0 Large encoder for feature extraction.
+    """TerraMind 1.0 encoder for feature extraction, or its Thinking-in-Modalities (TiM) form.
 
     The model is called with ``{"S1GRD": tensor[B, 2, H, W], ...}`` and returns a list with one
-    ``[B, tokens, 1024]`` tensor per encoder layer (TerraTorch's backbone interface). An image with other
-    bands than the modality's pretrained ones raises :class:`InvalidArgumentError` naming them.
+    ``[B, tokens, dim]`` tensor per encoder layer (TerraTorch's backbone interface; dim 192 tiny, 384 small,
+    768 base, 1024 large). An image with other bands than the model was built for raises
+    :class:`InvalidArgumentError` naming them.
 
     Args:
-        modalities: raw image modalities among ``BACKBONE_MODALITIES``.
+        modalities: modalities among ``BACKBONE_MODALITIES`` (LULC and NDVI go through their tokenizer, whose
+            checkpoint must be on disk), and new ones as ``{"NAME": channels}``: their patch embedding is new,
+            randomly initialised, and listed in one INFO log line.
         pretrained: load the local TerraMind checkpoint; ``False`` gives random weights.
         freeze: no parameter requires grad. Either way the model is returned in eval mode; call
             ``model.train()`` before fine-tuning it, in a plain loop and before Lightning's ``fit`` alike.
@@ -218,33 +245,186 @@ def build_terramind_backbone(
         device: where the weights are loaded (default CPU).
         dtype: ``torch.float32`` (default: as stored), ``torch.float16``, ``torch.bfloat16`` or a name such
             as ``"bf16"``; inputs must be given in the same dtype.
+        variant: the TerraMind 1.0 size, one of ``VARIANTS``.
+        bands: per raw modality, the bands the input has, in order (``{"S2L2A": ["RED", "GREEN", "BLUE"]}``):
+            pretrained bands keep their weights, others are new, as TerraTorch's ``bands`` does.
+        merge_method: how the modalities' tokens are merged, one of ``MERGE_METHODS`` (``"concat"`` adds a
+            new learned token for missing modalities).
+        img_size: the image size the position embeddings are built for (other sizes are interpolated).
+        modality_drop_rate: probability of dropping input modalities while training (0..1).
+        drop_path_rate: stochastic depth rate (0..1).
+        tim_modalities: build TerraTorch's TiM backbone, which first generates these modalities (among
+            ``TIM_MODALITIES``; their tokenizer checkpoints must be on disk) and encodes them with the inputs.
     """
-    names = _validation.modality_names(modalities, "modalities", BACKBONE_MODALITIES)
+    spec = _spec(variant)
+    names, new_modalities = _backbone_modalities(modalities)
+    tim = None if tim_modalities is None else _validation.modality_names(tim_modalities, "tim_modalities", TIM_MODALITIES)
+    input_bands = _checked_bands(bands, names, tim)
+    if merge_method not in MERGE_METHODS:
+        raise InvalidArgumentError(f"merge_method must be one of {', '.join(map(repr, MERGE_METHODS))}, got {merge_method!r}.")
+    if tim is not None and new_modalities:
+        raise InvalidArgumentError(
+            f"new modalities ({', '.join(new_modalities)}) cannot be used with tim_modalities: TerraTorch's TiM "
+            "generates from pretrained modalities only."
+        )
+    arguments = {
+        "modalities": [*names, *({name: channels} for name, channels in new_modalities.items())],
+        "merge_method": merge_method,
+        "img_size": _validation.whole_number(img_size, "img_size", minimum=PATCH_SIZE),
+        "modality_drop_rate": _validation.real_number(modality_drop_rate, "modality_drop_rate", minimum=0.0, maximum=1.0),
+        "drop_path_rate": _validation.real_number(drop_path_rate, "drop_path_rate", minimum=0.0, maximum=1.0),
+        **({"tim_modalities": list(tim)} if tim is not None else {}),
+    }
     device, dtype = _validation.torch_device(device), _validation.floating_dtype(dtype)
     builders = registry().TERRATORCH_BACKBONE_REGISTRY
-    spec = KNOWN_MODELS[TERRAMIND_LARGE]
+    suffix = "_tim" if tim is not None else ""
 
-    def build(variant: str) -> nn.Module:
-        return builders[variant](pretrained=False, modalities=list(names))
+    def build(variant_builder: str) -> nn.Module:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "TerraMind TiM model not pre-trained")  # weights are loaded after
+            return builders[variant_builder + suffix](pretrained=False, **arguments)
 
     if pretrained:
         checkpoint = find_checkpoint(spec, checkpoint_path)
-        vit_filter = terratorch_module("models.backbones.terramind.model.terramind_register").checkpoint_filter_fn
-        logger.info("loading TerraMind backbone from %s", checkpoint.path)
+        tokenized = tuple(name for name in (*names, *(tim or ())) if TERRAMIND_MODALITIES[name].channels is None)
+        tokenizers = _tokenizer_files(tokenized, checkpoint)
+        register = _register()
+        vit_filter = register.checkpoint_filter_fn_tim if tim is not None else register.checkpoint_filter_fn
+        new_weights = [f"encoder_embeddings.{name}" for name in new_modalities]
+        new_weights += ["missing_mod_token"] if merge_method == "concat" else []
+        logger.info("loading TerraMind %sbackbone from %s", "TiM " if tim is not None else "", checkpoint.path)
         model = build_and_load(
-            lambda: build(builder_name(spec, checkpoint.path)),
-            [CheckpointPart(checkpoint.path, vit_filter, spec.family)],
-            model_name=f"{spec.name} backbone",
+            lambda: _with_tokenizers(lambda: build(builder_name(spec, checkpoint.path)), tokenizers),
+            [CheckpointPart(checkpoint.path, vit_filter, spec.family), *_tokenizer_parts(tokenizers)],
+            model_name=f"{spec.name} {'TiM ' if tim is not None else ''}backbone",
             device=device,
             dtype=dtype,
+            new_weights=new_weights,
         )
     else:
         with device:
             model = place(build(spec.builder), device, dtype)
-    model.register_forward_pre_hook(_check_backbone_inputs, with_kwargs=True)
+    if bands:
+        model = place(_adapt_bands(model, bands), device, dtype)
+    model.register_forward_pre_hook(_input_check(input_bands), with_kwargs=True)
     if freeze:
         model.requires_grad_(False)
     return model.eval()
+
+
+def _spec(variant: object) -> ModelSpec:
+    if variant not in VARIANTS:
+        raise InvalidArgumentError(f"variant must be one of {', '.join(map(repr, VARIANTS))}, got {variant!r}.")
+    return KNOWN_MODELS[terramind_model(variant)]
+
+
+def _backbone_modalities(modalities: object) -> tuple[tuple[str, ...], dict[str, int]]:
+    """Pretrained modality names, and new modalities with their channel counts, from TerraTorch's ``modalities``."""
+    items = [modalities] if isinstance(modalities, (str, Mapping)) else list(modalities)
+    new: dict[str, int] = {}
+    for item in items:
+        if isinstance(item, Mapping):
+            for name, channels in item.items():
+                if name in TERRAMIND_MODALITIES or name in REFUSED_MODALITIES:
+                    raise InvalidArgumentError(
+                        f"modalities: {name!r} is a pretrained TerraMind modality; pass it by name, and its bands "
+                        "with bands={...}, or give the new modality another name."
+                    )
+                new[str(name)] = _validation.whole_number(channels, f"channels of new modality {name!r}", minimum=1)
+    named = _supported([item for item in items if not isinstance(item, Mapping)])
+    names = _validation.modality_names(named, "modalities", BACKBONE_MODALITIES) if named or not new else ()
+    return names, new
+
+
+def _supported(names: Sequence[str] | str) -> Sequence[str] | str:
+    """``names``, unless one is a modality of ``REFUSED_MODALITIES``: then the reason is raised."""
+    for name in [names] if isinstance(names, str) else names:
+        if isinstance(name, str) and name.lower() in REFUSED_MODALITIES:
+            raise InvalidArgumentError(f"modality {name!r} is not supported: {REFUSED_MODALITIES[name.lower()]}.")
+    return names
+
+
+def _checked_bands(
+    bands: Mapping[str, Sequence[str]] | None, names: Sequence[str], tim: Sequence[str] | None
+) -> dict[str, tuple[str, ...]]:
+    """The bands each raw input modality has: ``bands`` where given, the pretrained ones otherwise."""
+    expected = {name: TERRAMIND_MODALITIES[name].bands for name in names if TERRAMIND_MODALITIES[name].channels}
+    if not bands:
+        return expected
+    if tim is not None:
+        raise InvalidArgumentError("bands cannot be used with tim_modalities: TerraTorch's TiM takes the pretrained bands only.")
+    if not isinstance(bands, Mapping):
+        raise InvalidArgumentError(f"bands must map a modality to its band names, e.g. {{'S2L2A': ['RED', 'GREEN', 'BLUE']}}; got {bands!r}.")
+    for name, given in bands.items():
+        if name not in expected:
+            raise InvalidArgumentError(
+                f"bands names {name!r}, which is not a raw image modality of this backbone ({', '.join(expected)})."
+            )
+        if isinstance(given, str) or not given or not all(isinstance(band, str) for band in given):
+            raise InvalidArgumentError(f"bands[{name!r}] must be a non-empty list of band names, got {given!r}.")
+        expected[name] = tuple(given)
+    return expected
+
+
+def _adapt_bands(model: nn.Module, bands: Mapping[str, Sequence[str]]) -> nn.Module:
+    """TerraTorch's own band selection: pretrained bands keep their patch-embedding weights, new ones are new."""
+    register = _register()
+    for name, given in bands.items():
+        new = [band for band in given if band not in TERRAMIND_MODALITIES[name].bands]
+        if new:
+            logger.info("%s: new bands %s, their patch-embedding weights newly initialised", name, ", ".join(new))
+    return register.select_modality_patch_embed_weights(model, {k: list(v) for k, v in bands.items()}, register.PRETRAINED_BANDS)
+
+
+def _checked_decoding_steps(value: object) -> int:
+    steps = _validation.whole_number(value, "decoding_steps", minimum=1)
+    if steps != 1:
+        raise InvalidArgumentError(
+            f"decoding_steps={steps} is not supported: TerraTorch 1.2's generation sampler fails for image outputs "
+            "with more than one decoding step (stock terramind_v1_*_generate too: 'cannot reshape tensor of 0 "
+            "elements'); use decoding_steps=1."
+        )
+    return steps
+
+
+def _positive(value: object, argument: str) -> float:
+    number = _validation.real_number(value, argument, minimum=0.0)
+    if number == 0:
+        raise InvalidArgumentError(f"{argument} must be greater than 0, got {value}.")
+    return number
+
+
+def _register():
+    return terratorch_module("models.backbones.terramind.model.terramind_register")
+
+
+def _tokenizer_files(modalities: Sequence[str], checkpoint: CheckpointFile) -> dict[str, CheckpointFile]:
+    """TerraTorch's tokenizer key to the tokenizer checkpoint of each modality, looked for beside ``checkpoint``."""
+    return {
+        TERRAMIND_MODALITIES[name].token_key: find_checkpoint(
+            KNOWN_MODELS[TERRAMIND_MODALITIES[name].tokenizer], near=checkpoint.path
+        )
+        for name in dict.fromkeys(modalities)
+    }
+
+
+def _with_tokenizers(build: Callable[[], nn.Module], tokenizers: Mapping[str, CheckpointFile]) -> nn.Module:
+    """``build()`` with TerraTorch building the tokenizers of ``tokenizers`` in their files' architectures."""
+    builders = {key: partial(_build_tokenizer, file) for key, file in tokenizers.items()}
+    with _tokenizer_builders(_register().tokenizer_dict["v1"], builders):
+        model = build()
+    if set(model.tokenizer) != set(tokenizers):
+        raise RuntimeError(
+            f"TerraTorch built tokenizers {sorted(model.tokenizer)}, this library expected {sorted(tokenizers)}"
+        )
+    return model
+
+
+def _tokenizer_parts(tokenizers: Mapping[str, CheckpointFile]) -> list[CheckpointPart]:
+    return [
+        CheckpointPart(file.path, _prefixed(f"tokenizer.{key}."), file.spec.family, f"tokenizer.{key}.")
+        for key, file in tokenizers.items()
+    ]
 
 
 def _checked_timesteps(timesteps: object) -> int:

@@ -85,7 +85,7 @@ def sar_to_optical(args: argparse.Namespace) -> list[Path]:
         with torch.inference_mode():
             return generator({"S1GRD": to_db(batch).to(device)})["S2L2A"].cpu()
 
-    output = _optical_output(args.output, args.as_float, args.quicklook or args.output.with_suffix(".png"))
+    output = _optical_output(args.output, args.as_float, args.quicklook or args.output.with_suffix(".png"), args.generator)
     run_scene(
         scene, {"optical": output}, predict, fill=_sar_fill(args.linear), seed=args.seed,
         run={"command": "sar-to-optical", **_generator_identity(args)}, **_common(args, device, TERRAMIND_PATCH),
@@ -117,7 +117,7 @@ def pipeline(args: argparse.Namespace) -> list[Path]:
 
     outputs = {"classes": _segmentation_output(args.output, model.num_classes, args.probabilities)}
     if args.optical:
-        outputs["optical"] = _optical_output(args.optical, args.as_float, None)
+        outputs["optical"] = _optical_output(args.optical, args.as_float, None, args.generator)
     patch = math.lcm(TERRAMIND_PATCH, model.patch_size)
     run_scene(
         scene, outputs, predict, fill=_sar_fill(args.linear), seed=args.seed,
@@ -140,7 +140,8 @@ def _generator(args: argparse.Namespace):
 
     device = _device(args.device)
     model = build_terramind_generator(
-        timesteps=args.timesteps, checkpoint_path=args.checkpoint_path, device=device, dtype=args.dtype
+        timesteps=args.timesteps, checkpoint_path=args.checkpoint_path, device=device, dtype=args.dtype,
+        variant=args.generator,
     )
     return model.eval(), device
 
@@ -168,7 +169,7 @@ def _segmentation_output(path: Path, num_classes: int, probabilities: bool) -> O
     return OutputSpec(path, 1, "uint8", CLASS_NODATA, classes, ["class"])
 
 
-def _optical_output(path: Path, as_float: bool, quicklook: Path | None) -> OutputSpec:
+def _optical_output(path: Path, as_float: bool, quicklook: Path | None, generator: str) -> OutputSpec:
     if as_float:
         dtype, nodata = "float32", float("nan")
     else:
@@ -183,7 +184,7 @@ def _optical_output(path: Path, as_float: bool, quicklook: Path | None) -> Outpu
     return OutputSpec(
         path, len(B.S2L2A_BANDS), dtype, nodata, encode,
         descriptions=[band for band, _ in B.S2L2A_BANDS],
-        tags={"SOURCE": "TerraMind 1.0 Large S1GRD -> S2L2A", "SCALE": "reflectance x 10000"},
+        tags={"SOURCE": f"TerraMind 1.0 {generator.capitalize()} S1GRD -> S2L2A", "SCALE": "reflectance x 10000"},
         band_tags=[{"name": name} for name in B.S2L2A_NAMES],
         quicklook=None if quicklook is None else (quicklook, B.RGB_BANDS),
     )
@@ -206,7 +207,7 @@ def _model_identity(path: Path) -> dict:
 
 def _generator_identity(args: argparse.Namespace) -> dict:
     return {
-        "timesteps": args.timesteps, "linear": args.linear, "float": args.as_float,
+        "generator": args.generator, "timesteps": args.timesteps, "linear": args.linear, "float": args.as_float,
         "checkpoint_path": str(args.checkpoint_path) if args.checkpoint_path else None, "dtype": args.dtype,
     }
 
@@ -260,7 +261,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def generation(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--timesteps", type=int, default=12, help="diffusion steps, 6..50 (default 12)")
+        sub.add_argument("--generator", choices=("tiny", "small", "base", "large"), default="large",
+                         help="TerraMind 1.0 size that generates (default large; its checkpoint must be on disk)")
+        sub.add_argument("--timesteps", type=int, default=12, help="diffusion steps, 1..1000 (default 12; 6 is the low-memory setting)")
         sub.add_argument("--seed", type=int, default=0, help="seed of the generation noise, combined with each window's position (default 0)")
         sub.add_argument("--linear", action="store_true", help="the input is linear power, not dB")
         sub.add_argument("--float", dest="as_float", action="store_true", help="optical output in float32 instead of uint16")

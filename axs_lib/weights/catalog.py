@@ -88,16 +88,28 @@ def _tokenizer(modality: str) -> ModelSpec:
 
 TOKENIZER_MODALITIES = ("S2L2A", "S1GRD", "S1RTC", "DEM", "LULC", "NDVI")
 
-TERRAMIND_MODELS: tuple[ModelSpec, ...] = (
-    ModelSpec(
-        name=TERRAMIND_LARGE,
-        repo_id="ibm-esa-geospatial/TerraMind-1.0-large",
-        filename="TerraMind_v1_large.pt",
+TERRAMIND_SIZES = ("tiny", "small", "base", "large")
+"""The published TerraMind 1.0 sizes, smallest first; ``"large"`` is the default everywhere."""
+
+
+def terramind_model(size: str) -> str:
+    """Catalog name of the TerraMind 1.0 model of ``size`` (one of ``TERRAMIND_SIZES``)."""
+    return f"TerraMind-1.0-{size}"
+
+
+def _terramind(size: str) -> ModelSpec:
+    return ModelSpec(
+        name=terramind_model(size),
+        repo_id=f"ibm-esa-geospatial/TerraMind-1.0-{size}",
+        filename=f"TerraMind_v1_{size}.pt",
         family=Family.TERRAMIND,
-        builder="terramind_v1_large",
-        description="TerraMind 1.0 Large any-to-any generative foundation model",
-    ),
-)
+        builder=f"terramind_v1_{size}",
+        description=f"TerraMind 1.0 {size.capitalize()} any-to-any generative foundation model",
+    )
+
+
+TERRAMIND_MODELS: tuple[ModelSpec, ...] = tuple(_terramind(size) for size in reversed(TERRAMIND_SIZES))
+"""Largest first, so that reports list the default model first."""
 
 TERRAMIND_TOKENIZERS: tuple[ModelSpec, ...] = tuple(_tokenizer(modality) for modality in TOKENIZER_MODALITIES)
 
