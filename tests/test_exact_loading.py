@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 
+from axs_lib.errors import UnsafeCheckpointError
 from axs_lib.models import (
     KNOWN_MODELS,
     CheckpointMismatchError,
@@ -153,7 +154,7 @@ def test_a_file_that_is_not_a_state_dict_is_reported_as_corrupt(tmp_path):
 def test_pickled_code_is_never_executed(tmp_path):
     path = tmp_path / KNOWN_MODELS[TERRAMIND_LARGE].filename
     torch.save({"weights": shutil.copyfileobj}, path)
-    with pytest.raises(CorruptCheckpointError):
+    with pytest.raises(UnsafeCheckpointError, match="shutil.copyfileobj"):
         build_terramind_backbone(checkpoint_path=path)
 
 
