@@ -17,9 +17,12 @@ import torch
 COMPILE_CACHE = Path(tempfile.mkdtemp(prefix="axs-tests-compile-cache-"))
 """torch.compile's caches (TorchInductor's, Triton's) for this session and the processes its tests start,
 removed at the end. Set here, before anything imports ``torch._dynamo`` (``tiny_weights`` does), which
-creates the cache folder on import (``torchinductor_<user>/`` in the system's temp folder otherwise)."""
+creates the cache folder on import (``torchinductor_<user>/`` in the system's temp folder otherwise).
+Inductor's precompiled C++ headers (150 MB) always go to that system folder, whatever the cache folder, so
+tests compile without them."""
 os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(COMPILE_CACHE / "inductor")
 os.environ["TRITON_CACHE_DIR"] = str(COMPILE_CACHE / "triton")
+os.environ["TORCHINDUCTOR_CPP_CACHE_PRECOMPILE_HEADERS"] = "0"
 
 
 def pytest_unconfigure(config) -> None:

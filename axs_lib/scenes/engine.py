@@ -58,7 +58,7 @@ def run_scene(
         seed: when given, each window runs alone in the model with Python's and torch's random generators
             seeded from ``seed`` and the window's position (:meth:`Window.seed`), so random draws do not
             depend on batches, resumption or the number of processes; ``batch_size`` is then not used.
-        run: what identifies this run besides the input and the tiling, for resuming (model, options).
+        run: what identifies this run besides the input and the tiling, for resuming (model, weights, options).
     """
     check_tiling(tile, overlap, multiple_of)
     if batch_size < 1:
@@ -201,9 +201,18 @@ def stream_model(
     ranks. A run that was killed resumes from its partial output when started again with the same
     arguments; the output appears under its name only when complete.
 
+    Only one run at a time writes ``output_path`` (a lock beside it); with ``overwrite``, an existing output
+    stays as it was until the new one is complete. The run record holds the fingerprint of ``model``'s
+    weights, so a partial output of other weights is never resumed. Every model call gets ``batch_size``
+    windows (the last batch padded), so results do not depend on where batches end.
+
     Raises:
-        InvalidSceneError: missing or unreadable input, wrong band count, no CRS, bad tile or overlap.
+        InvalidSceneError: missing or unreadable input, wrong band count, no CRS, bad tile or overlap, an
+            output folder that is missing or read-only, an output that is a folder or the input itself.
         OutputExistsError: ``output_path`` exists (pass ``overwrite=True``) or holds another run's partial.
+        OutputLockedError: another run is writing ``output_path`` now.
+        SceneReadError: the input cannot be read part-way (truncated or corrupt); finished windows are kept.
+        SceneInterruptedError: a window or the output cannot be written (full disk); finished windows are kept.
     """
     input_path, output_path = Path(input_path), Path(output_path)
     parameter = next(model.parameters(), None)

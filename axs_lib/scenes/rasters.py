@@ -176,8 +176,11 @@ class PartialOutput:
         if not self.folder.exists():
             staging = self.folder.with_name(f".{self.folder.name}.{os.getpid()}")
             staging.mkdir()
-            (staging / self.RUN_FILE).write_text(json.dumps(run, indent=1, sort_keys=True))
-            os.replace(staging, self.folder)
+            try:
+                (staging / self.RUN_FILE).write_text(json.dumps(run, indent=1, sort_keys=True))
+                os.replace(staging, self.folder)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
 
     def done(self, window: Window) -> bool:
         return (self.folder / f"{window.name}.npy").exists()
