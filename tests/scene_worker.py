@@ -15,15 +15,17 @@ code 2 (bad input) or 1, as in the commands.
 import argparse
 import os
 import resource
+import shutil
 import signal
 import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from axs_lib.errors import AxsModelError
-from axs_lib.scenes import rasters, stream_model
+from axs_lib.scenes import stream_model
 
 
 class NoisyConvolution(nn.Module):
@@ -43,8 +45,16 @@ def wide_convolution() -> nn.Module:
     )
 
 
-def die(*args, **kwargs) -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
+def die_when_removing(folder: Path) -> None:
+    """Make ``shutil.rmtree(folder)`` kill this process instead; other folders are removed as usual."""
+    remove = shutil.rmtree
+
+    def rmtree(path, *args, **kwargs) -> None:
+        if Path(path) == folder:
+            os.kill(os.getpid(), signal.SIGKILL)
+        remove(path, *args, **kwargs)
+
+    shutil.rmtree = rmtree
 
 
 if __name__ == "__main__":
@@ -63,7 +73,7 @@ if __name__ == "__main__":
     if args.file_size_limit is not None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (args.file_size_limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
     if args.die_before_cleanup:
-        rasters.shutil.rmtree = die
+        die_when_removing(Path(args.output + ".partial"))
     try:
         stream_model(
             model, args.input, args.output, tile=32, overlap=8, batch_size=args.batch_size,
