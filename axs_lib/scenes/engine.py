@@ -166,7 +166,8 @@ def _free_space(folder: Path) -> str:
 
 
 def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
+    """GDAL's own message where rasterio wraps it ("Read failed. See previous exception for details.")."""
+    return " ".join(str(error.__cause__ or error).split())
 
 
 def _written_paths(spec: OutputSpec) -> list[Path]:
