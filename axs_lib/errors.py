@@ -278,3 +278,25 @@ class UnsupportedModelError(AxsModelError, NotImplementedError):
 
     def __init__(self, name: str, reason: str, instead: str):
         super().__init__(f"{name} is not supported: {reason}. Use {instead}.")
+
+
+class OutputLockedError(OutputExistsError):
+    """Another run is writing the same scene output now (its lock is held)."""
+
+
+class SceneInterruptedError(AxsModelError, OSError):
+    """A scene run stopped on an operational fault (a full disk, an unreadable input); finished windows are kept.
+
+    Attributes:
+        problem: what went wrong; advice: what to do about it first.
+        resume: what running again with the same arguments does, e.g. ``continue from window 13 of 40``.
+        partial: the folder that keeps the finished windows.
+    """
+
+    def __init__(self, problem: str, advice: str, resume: str, partial: Path):
+        self.problem, self.advice, self.resume, self.partial = problem, advice, resume, partial
+        super().__init__(f"{problem}; {advice}, then call again with the same arguments to {resume} ({partial} is kept)")
+
+
+class SceneReadError(SceneInterruptedError, ValueError):
+    """The input scene cannot be read part-way through (a truncated or corrupt file)."""

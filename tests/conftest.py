@@ -6,18 +6,34 @@ pointed at empty folders, and the Hub offline, so only the files a test puts in 
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from axs_lib.demo.tiny_weights import write_tiny_weights
+COMPILE_CACHE = Path(tempfile.mkdtemp(prefix="axs-tests-compile-cache-"))
+"""torch.compile's caches (TorchInductor's, Triton's) for this session and the processes its tests start,
+removed at the end. Set here, before anything imports ``torch._dynamo`` (``tiny_weights`` does), which
+creates the cache folder on import (``torchinductor_<user>/`` in the system's temp folder otherwise).
+Inductor's precompiled C++ headers (150 MB) always go to that system folder, whatever the cache folder, so
+tests compile without them."""
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(COMPILE_CACHE / "inductor")
+os.environ["TRITON_CACHE_DIR"] = str(COMPILE_CACHE / "triton")
+os.environ["TORCHINDUCTOR_CPP_CACHE_PRECOMPILE_HEADERS"] = "0"
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(COMPILE_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     """A weights folder holding every known model, tiny, in the plain layout. Treat it as read-only."""
+    from axs_lib.demo.tiny_weights import write_tiny_weights
+
     root = tmp_path_factory.mktemp("weights")
     write_tiny_weights(root)
     return root

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +21,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from torch import nn
 
+from axs_lib.errors import SceneReadError
 from axs_lib.scenes import InvalidSceneError, OutputExistsError, plan_windows, stream_model
 
 CRS_UTM33 = CRS.from_epsg(32633)
@@ -167,17 +172,42 @@ def test_existing_output_is_kept_unless_overwrite(scene, work):
     assert read(output).shape == (3, 150, 201)
 
 
-def run_worker(source: Path, output: Path, *extra: str, launcher: tuple[str, ...] = ()) -> subprocess.Popen:
+TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2")
+
+
+def run_worker(
+    source: Path, output: Path, *extra: str, launcher: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """The worker (or a torchrun job of it) in its own process group, so a kill reaches torchrun's ranks too."""
     return subprocess.Popen(
         [sys.executable, *launcher, str(WORKER), str(source), str(output), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=output.parent,
-        env={**os.environ, "TMPDIR": str(output.parent)},  # torchrun's own temp folders go with the test
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=output.parent, start_new_session=True,
+        env={**os.environ, "TMPDIR": str(output.parent), **(env or {})},  # torchrun's own temp folders go with the test
     )
 
 
 def finished(process: subprocess.Popen) -> None:
-    out, _ = process.communicate(timeout=120)
+    out, _ = process.communicate(timeout=180)
     assert process.returncode == 0, out
+
+
+def refused(process: subprocess.Popen, code: int = 2) -> str:
+    """The one line a worker printed when it stopped with ``code``."""
+    out, _ = process.communicate(timeout=180)
+    lines = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert process.returncode == code and len(lines) == 1, out
+    return lines[0]
+
+
+def wait_for_windows(partial: Path, count: int) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and (not partial.is_dir() or len(list(partial.glob("r*.npy"))) < count):
+        time.sleep(0.05)
+
+
+def kill(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -188,25 +218,178 @@ def reference(scene, tmp_path_factory) -> np.ndarray:
     return read(output)
 
 
-def test_run_killed_part_way_resumes_to_the_uninterrupted_output(scene, reference, work):
+def test_a_second_run_is_refused_naming_the_first_and_after_a_sigkill_the_next_resumes_to_the_uninterrupted_output(
+    scene, reference, work
+):
     output = work / "out.tif"
     partial = work / "out.tif.partial"
-    process = run_worker(scene, output, "--sleep", "0.3", "--batch-size", "1")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not partial.is_dir() or len(list(partial.glob("r*.npy"))) < 5):
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    first = run_worker(scene, output, "--sleep", "1", "--batch-size", "1")
+    try:
+        wait_for_windows(partial, 2)
+        assert refused(run_worker(scene, output)) == (
+            f"error: {output} is being written by another run (pid {first.pid} on {socket.gethostname()}): "
+            "wait for it to end, or write to another file"
+        )
+    finally:
+        kill(first)
     saved = len(list(partial.glob("r*.npy")))
-    assert not output.exists() and 5 <= saved < len(plan_windows(150, 201, 32, 8))
+    assert not output.exists() and 2 <= saved < len(plan_windows(150, 201, 32, 8))
 
     finished(run_worker(scene, output, "--batch-size", "3"))
-    assert not partial.exists()
+    assert sorted(path.name for path in work.iterdir()) == ["out.tif"], "no partial folder, no lock file"
     np.testing.assert_array_equal(read(output), reference)
 
 
 def test_torchrun_with_two_processes_gives_the_single_process_output(scene, reference, work):
     output = work / "out.tif"
-    launcher = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2")
-    finished(run_worker(scene, output, launcher=launcher))
+    finished(run_worker(scene, output, launcher=TORCHRUN))
     np.testing.assert_array_equal(read(output), reference)
+
+
+def test_the_ranks_of_a_torchrun_job_share_its_lock_and_a_second_job_is_refused(scene, work):
+    output = work / "out.tif"
+    first = run_worker(scene, output, "--sleep", "1", "--batch-size", "1", launcher=TORCHRUN)
+    try:
+        wait_for_windows(work / "out.tif.partial", 2)
+        second = run_worker(scene, output, launcher=TORCHRUN)
+        out, _ = second.communicate(timeout=300)
+        assert second.returncode != 0
+        assert f"error: {output} is being written by another run (pid " in out, out
+        assert first.poll() is None, "the first job runs on"
+    finally:
+        kill(first)
+
+
+def test_batched_results_are_equal_across_process_counts_at_one_thread_per_process(scene, work):
+    one_thread = {"OMP_NUM_THREADS": "1"}
+    finished(run_worker(scene, work / "single.tif", "--model", "wide", "--batch-size", "2", env=one_thread))
+    finished(run_worker(scene, work / "ranks.tif", "--model", "wide", "--batch-size", "2", launcher=TORCHRUN, env=one_thread))
+    assert np.array_equal(read(work / "single.tif"), read(work / "ranks.tif"))
+
+
+def test_a_partial_output_is_resumed_only_by_the_same_weights(scene, work):
+    output = work / "out.tif"
+    arguments = {"tile": 64, "overlap": 16, "batch_size": 1}
+    first = convolution(seed=0)
+    calls = []
+
+    def stop_after_three_calls(module, inputs, result):
+        calls.append(len(inputs))
+        if len(calls) > 3:
+            raise RuntimeError("stopped")
+
+    hook = first.register_forward_hook(stop_after_three_calls)
+    with pytest.raises(RuntimeError, match="stopped"):
+        stream_model(first, scene, output, **arguments)
+    hook.remove()
+    with pytest.raises(OutputExistsError, match=r"holds a partial output of a different run \(weights changed\)"):
+        stream_model(convolution(seed=1), scene, output, **arguments)
+
+    stream_model(convolution(seed=1), scene, output, overwrite=True, **arguments)
+    stream_model(convolution(seed=1), scene, work / "fresh.tif", **arguments)
+    np.testing.assert_array_equal(read(output), read(work / "fresh.tif"))
+
+
+def write_truncated_raster(path: Path) -> Path:
+    """A tiled, compressed two-band raster whose second half of blocks was cut off: it opens, then fails to read."""
+    data = np.random.default_rng(4).normal(0, 1, (2, 150, 201)).astype(np.float32)
+    profile = {
+        "driver": "GTiff", "count": 2, "height": 150, "width": 201, "dtype": "float32", "crs": CRS_UTM33,
+        "transform": TRANSFORM, "tiled": True, "blockxsize": 16, "blockysize": 16, "compress": "deflate",
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    os.truncate(path, path.stat().st_size // 2)
+    return path
+
+
+def test_a_truncated_input_stops_the_run_at_its_resume_point_and_overwrite_keeps_the_old_output(work):
+    source = write_truncated_raster(work / "in.tif")
+    output = work / "out.tif"
+    output.write_bytes(b"previous result")
+    with pytest.raises(SceneReadError) as error:
+        stream_model(convolution(), source, output, tile=32, overlap=8, batch_size=1, overwrite=True)
+
+    saved = len(list((work / "out.tif.partial").glob("r*.npy")))
+    assert saved > 0 and error.value.partial == work / "out.tif.partial"
+    assert str(error.value).startswith(f"cannot read {source} (")
+    assert str(error.value).endswith(
+        "the file is truncated or corrupt: check or replace it, then call again with the same arguments "
+        f"to continue from window {saved + 1} of 63 ({work / 'out.tif.partial'} is kept)"
+    )
+    assert output.read_bytes() == b"previous result"
+
+
+@pytest.mark.parametrize(
+    ("limit", "stage"),
+    [
+        (4096, r"cannot save a window in \S*out.tif.partial \(.*\); the disk is probably full: make room on it, "
+               r"then call again with the same arguments to continue from window 1 of 63"),
+        (65536, r"cannot write \S*out.tif \(.*\); the disk is probably full: make room on it, "
+                r"then call again with the same arguments to assemble it from the 63 saved windows"),
+    ],
+    ids=["saving-windows", "assembling"],
+)
+def test_a_full_disk_stops_the_run_in_one_line_keeping_the_old_output_and_the_finished_windows(
+    scene, reference, work, limit, stage
+):
+    output = work / "out.tif"
+    output.write_bytes(b"previous result")
+    message = refused(run_worker(scene, output, "--overwrite", "--file-size-limit", str(limit)), code=1)
+    assert re.fullmatch(f"error: {stage} \\(\\S*out.tif.partial is kept\\)", message), message
+    assert output.read_bytes() == b"previous result" and (work / "out.tif.partial" / "run.json").is_file()
+
+    finished(run_worker(scene, output, "--overwrite"))
+    np.testing.assert_array_equal(read(output), reference)
+
+
+def test_a_partial_folder_left_by_a_run_killed_after_its_final_rename_is_removed_by_the_next_run(scene, reference, work):
+    output = work / "out.tif"
+    killed = run_worker(scene, output, "--die-before-cleanup")
+    killed.communicate(timeout=180)
+    assert killed.returncode == -signal.SIGKILL and (work / "out.tif.partial").is_dir()
+    np.testing.assert_array_equal(read(output), reference)
+
+    assert refused(run_worker(scene, output)) == f"error: {output} exists; pass --overwrite to replace it"
+    assert sorted(path.name for path in work.iterdir()) == ["out.tif"]
+
+
+@pytest.mark.parametrize(
+    ("input_name", "output_name"),
+    [("x.tif", "x.tif"), ("x.tif", "ABSOLUTE"), ("sub/../x.tif", "x.tif"), ("x.tif", "symlink.tif"), ("x.tif", "hardlink.tif")],
+)
+def test_the_input_is_never_its_own_output_however_the_path_is_spelled(work, monkeypatch, input_name, output_name):
+    source = write_raster(work / "x.tif", np.random.default_rng(5).normal(0, 1, (2, 40, 40)))
+    (work / "sub").mkdir()
+    (work / "symlink.tif").symlink_to(source)
+    os.link(source, work / "hardlink.tif")
+    before = source.read_bytes()
+    monkeypatch.chdir(work)
+    output = source if output_name == "ABSOLUTE" else Path(output_name)
+
+    with pytest.raises(InvalidSceneError, match=f"the output {output} is the input {input_name}: write the output to another file"):
+        stream_model(convolution(), Path(input_name), output, tile=32, overlap=8, overwrite=True)
+    assert source.read_bytes() == before
+    assert sorted(path.name for path in work.iterdir()) == ["hardlink.tif", "sub", "symlink.tif", "x.tif"]
+
+
+@contextmanager
+def read_only_mount(folder: Path) -> Iterator[Path]:
+    """``folder`` bind-mounted read-only onto itself; the test is skipped where mounting is not permitted."""
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"a read-only bind mount is not permitted here: {mounted.stderr.strip()}")
+    try:
+        remounted = subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], capture_output=True, text=True)
+        if remounted.returncode != 0:
+            pytest.skip(f"a read-only bind mount is not permitted here: {remounted.stderr.strip()}")
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_read_only_output_folder_is_refused_before_anything_runs(scene, work):
+    (work / "read-only").mkdir()
+    with read_only_mount(work / "read-only") as folder:
+        with pytest.raises(InvalidSceneError, match=f"cannot write in the output folder {folder} \\(read-only\\): choose a writable folder"):
+            stream_model(convolution(), scene, folder / "out.tif", tile=64, overlap=16)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+import torch
 from PIL import Image
 
 from axs_lib.scenes.commands import main
-from test_scenes import CRS_UTM33, NODATA, TRANSFORM, read, write_raster
+from test_scenes import CRS_UTM33, NODATA, TRANSFORM, read, read_only_mount, write_raster
 
 ROOT = Path(__file__).resolve().parents[1]
 HEIGHT, WIDTH = 100, 130
@@ -129,6 +132,12 @@ def test_pipeline_gives_the_optical_scene_of_sar_to_optical_and_its_classes(scen
         (["sar-to-optical", "s1.tif", "out.tif", "--tile", "64", "--overlap", "32"], "--overlap must be at least 0 and less than half of --tile (64), got 32"),
         (["sar-to-optical", "s1.tif", "existing.tif"], "existing.tif exists; pass --overwrite to replace it"),
         (["segment", "hls.tif", "out.tif", "--model", "not-a-model"], "not-a-model is not a saved axs_lib model"),
+        (["sar-to-optical", "s1.tif", "missing/out.tif"], "output folder not found: missing; create it first"),
+        (["sar-to-optical", "s1.tif", "not-a-model"], "not-a-model is a folder; give the output a file name (e.g. not-a-model/out.tif)"),
+        (["sar-to-optical", "s1.tif", "out.tif", "--quicklook", "missing/out.png"], "output folder not found: missing; create it first"),
+        (["sar-to-optical", "s1.tif", "out.tif", "--device", "tpu"], "--device tpu is not a device: pass cpu, cuda or cuda:N"),
+        (["sar-to-optical", "s1.tif", "./s1.tif", "--overwrite"], "the output s1.tif is the input s1.tif: write the output to another file"),
+        (["pipeline", "s1.tif", "out.tif", "--model", "MODEL", "--optical", "./out.tif"], "out.tif is given for two outputs: give each output its own file"),
     ],
 )
 def test_bad_input_is_one_line_exit_code_2_and_nothing_written(
@@ -168,3 +177,63 @@ def test_the_example_script_is_the_sar_to_optical_command():
         [sys.executable, str(ROOT / "examples" / "sar_to_optical.py"), "--help"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0 and result.stdout.startswith("usage: axs-scenes sar-to-optical")
+
+
+def test_a_read_only_output_folder_is_one_line_before_any_model_is_loaded(scenes, work, capsys):
+    (work / "read-only").mkdir()
+    with read_only_mount(work / "read-only") as folder:
+        assert main(["sar-to-optical", str(scenes["sar"]), str(folder / "s2.tif")]) == 2
+    assert capsys.readouterr().err == f"error: cannot write in the output folder {folder} (read-only): choose a writable folder\n"
+
+
+@contextmanager
+def small_disk(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``folder``; the test is skipped where mounting is not permitted."""
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_is_one_line_saying_where_to_continue_and_the_same_command_continues_there(
+    scenes, terramind, work, capsys
+):
+    (work / "disk").mkdir()
+    with small_disk(work / "disk", "150k") as disk:
+        command = ["sar-to-optical", str(scenes["sar"]), str(disk / "s2.tif"), "--tile", "64", "--overlap", "16", "--timesteps", "6", "--quiet"]
+        assert main(command) == 1
+        saved = len(list((disk / "s2.tif.partial").glob("r*.npy")))
+        error = capsys.readouterr().err
+        assert error.startswith(f"error: cannot save a window in {disk / 's2.tif.partial'} (") and error.count("\n") == 1, error
+        assert error.endswith(
+            "; the disk is probably full: make room on it, then rerun the same command to continue from "
+            f"window {saved + 1} of 9\n"
+        )
+        subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)
+        assert main(command) == 0
+        assert read(disk / "s2.tif").shape == (12, HEIGHT, WIDTH)
+        assert sorted(path.name for path in disk.iterdir()) == ["s2.png", "s2.tif"]
+
+
+def test_a_base_model_mismatch_names_the_command_line_option_that_gives_the_right_base(
+    scenes, tiny_weights, use_weights, work, capsys
+):
+    from axs_lib.models import build_prithvi_600
+    from axs_lib.weights.catalog import PRITHVI_600M
+    from axs_lib.demo.tiny_weights import prithvi_state_dict, write_tiny_weights
+
+    use_weights(tiny_weights)
+    folder = build_prithvi_600(num_classes=CLASSES, img_size=56).save_pretrained(work / "without-base")
+    other = work / "other-weights"
+    write_tiny_weights(other, names=[PRITHVI_600M])
+    torch.save(prithvi_state_dict(seed=1), other / PRITHVI_600M / "Prithvi_EO_V2_600M.pt")
+    use_weights(other)
+    command = ["segment", str(scenes["optical"]), str(work / "classes.tif"), "--model", str(folder), "--tile", "56", "--overlap", "8", "--quiet"]
+
+    assert main(command) == 2
+    error = capsys.readouterr().err
+    assert "pass --base-checkpoint <the original base weights>" in error and "checkpoint_path" not in error, error
+    assert main([*command, "--base-checkpoint", str(tiny_weights / PRITHVI_600M)]) == 0

@@ -4,7 +4,7 @@ Python API: :func:`stream_model` runs any ``nn.Module`` over a raster; :func:`ru
 Command line: ``python -m axs_lib.scenes {segment,sar-to-optical,pipeline} --help`` (or ``axs-scenes``).
 """
 
-from ..errors import InvalidSceneError, OutputExistsError
+from ..errors import InvalidSceneError, OutputExistsError, OutputLockedError, SceneInterruptedError, SceneReadError
 from .engine import run_scene, stream_model
 from .rasters import OutputSpec, SceneInput
 from .windows import Window, WindowPlan, plan_windows
@@ -12,8 +12,11 @@ from .windows import Window, WindowPlan, plan_windows
 __all__ = [
     "InvalidSceneError",
     "OutputExistsError",
+    "OutputLockedError",
     "OutputSpec",
     "SceneInput",
+    "SceneInterruptedError",
+    "SceneReadError",
     "Window",
     "WindowPlan",
     "plan_windows",

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..demo import command as demo
-from ..errors import AxsModelError, InvalidSceneError
+from ..errors import AxsModelError, BaseModelMismatchError, InvalidSceneError, SceneInterruptedError
+from ..weights.fingerprint import module_fingerprint
 from . import bands as B
 from . import distributed
 from .engine import as_tensor, run_scene
-from .rasters import OutputSpec, SceneInput
+from .rasters import OutputSpec, SceneInput, check_output_paths
 from .windows import check_tiling
 
 CLASS_NODATA = 255
@@ -35,17 +37,35 @@ def main(argv: list[str] | None = None) -> int:
         _check_common(args)
         written = args.command(args)
     except AxsModelError as error:
-        return _fail(error, 2 if isinstance(error, (ValueError, FileNotFoundError, FileExistsError)) else 1)
+        return _fail(_in_command_terms(error), 2 if isinstance(error, (ValueError, FileNotFoundError, FileExistsError)) else 1)
     if _rank() == 0:
         print(f"wrote {' and '.join(str(path) for path in written)} in {time.perf_counter() - started:.1f} s")
     distributed.stop()
     return 0
 
 
-def _fail(error: Exception, code: int) -> int:
+def _fail(error: Exception | str, code: int) -> int:
     print("error: " + " ".join(line.strip() for line in str(error).splitlines() if line.strip()), file=sys.stderr)
     distributed.stop()
     return code
+
+
+def _in_command_terms(error: AxsModelError) -> AxsModelError | str:
+    """The message of a library error whose advice names Python arguments, said with this command's options."""
+    if isinstance(error, SceneInterruptedError):
+        return f"{error.problem}; {error.advice}, then rerun the same command to {error.resume}"
+    if isinstance(error, BaseModelMismatchError):
+        return (
+            f"{error.folder} was fine-tuned from base weights with fingerprint {error.expected}, but the base found "
+            f"at {error.base} has fingerprint {error.found}: pass --base-checkpoint <the original base weights>, "
+            "or save the model with include_base=True to make its folder self-contained"
+        )
+    return error
+
+
+def weights_fingerprints(**models: nn.Module) -> dict[str, str]:
+    """The fingerprint of the weights each named model holds (``module_fingerprint``), as runs record them."""
+    return {name: module_fingerprint(model) for name, model in models.items()}
 
 
 def segment(args: argparse.Namespace) -> list[Path]:
@@ -70,7 +90,9 @@ def segment(args: argparse.Namespace) -> list[Path]:
     output = _segmentation_output(args.output, model.num_classes, args.probabilities)
     run_scene(
         scene, {"classes": output}, predict, fill=B.PRITHVI_MEAN if standardize else 0.0,
-        run={"command": "segment", **_model_identity(args.model), "standardize": standardize}, **_common(args, device, model.patch_size),
+        run={"command": "segment", **_model_identity(args.model), "standardize": standardize,
+             "weights": weights_fingerprints(segmentation=model)},
+        **_common(args, device, model.patch_size),
     )
     return [args.output]
 
@@ -88,7 +110,8 @@ def sar_to_optical(args: argparse.Namespace) -> list[Path]:
     output = _optical_output(args.output, args.as_float, args.quicklook or args.output.with_suffix(".png"), args.generator)
     run_scene(
         scene, {"optical": output}, predict, fill=_sar_fill(args.linear), seed=args.seed,
-        run={"command": "sar-to-optical", **_generator_identity(args)}, **_common(args, device, TERRAMIND_PATCH),
+        run={"command": "sar-to-optical", **_generator_identity(args), "weights": weights_fingerprints(generator=generator)},
+        **_common(args, device, TERRAMIND_PATCH),
     )
     return [args.output, output.quicklook[0]]
 
@@ -121,7 +144,10 @@ def pipeline(args: argparse.Namespace) -> list[Path]:
     patch = math.lcm(TERRAMIND_PATCH, model.patch_size)
     run_scene(
         scene, outputs, predict, fill=_sar_fill(args.linear), seed=args.seed,
-        run={"command": "pipeline", **_model_identity(args.model), **_generator_identity(args)},
+        run={
+            "command": "pipeline", **_model_identity(args.model), **_generator_identity(args),
+            "weights": weights_fingerprints(segmentation=model, generator=generator),
+        },
         **_common(args, device, patch),
     )
     return [spec.path for spec in outputs.values()]
@@ -131,7 +157,7 @@ def _segmentation_model(args: argparse.Namespace):
     from ..models import PrithviSegmentation
 
     device = _device(args.device)
-    model = PrithviSegmentation.from_pretrained(args.model, device=device, dtype=args.dtype)
+    model = PrithviSegmentation.from_pretrained(args.model, checkpoint_path=args.base_checkpoint, device=device, dtype=args.dtype)
     return model.eval(), device
 
 
@@ -222,9 +248,16 @@ def _common(args: argparse.Namespace, device: torch.device, multiple_of: int) ->
 def _device(name: str | None) -> torch.device:
     if name is None:
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InvalidSceneError(f"--device {name} is not a device: pass cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InvalidSceneError(f"--device {name} was given but no CUDA device is available")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise InvalidSceneError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if device.type not in ("cpu", "cuda"):
+        raise InvalidSceneError(f"--device {name} is not supported: pass cpu, cuda or cuda:N")
     return distributed.local_device(device)
 
 
@@ -235,8 +268,9 @@ def _rank() -> int:
 def _check_common(args: argparse.Namespace) -> None:
     if "output" not in args:  # the demo writes its own files
         return
-    if not args.output.parent.is_dir():
-        raise InvalidSceneError(f"output folder not found: {args.output.parent}")
+    _device(args.device)
+    extra_outputs = [getattr(args, "quicklook", None), getattr(args, "optical", None)]
+    check_output_paths(args.input, [args.output, *(path for path in extra_outputs if path is not None)])
     if args.batch_size < 1:
         raise InvalidSceneError(f"--batch-size must be at least 1, got {args.batch_size}")
     check_tiling(args.tile, args.overlap, TERRAMIND_PATCH if args.command is sar_to_optical else 1)
@@ -272,6 +306,7 @@ def _parser() -> argparse.ArgumentParser:
     def segmentation(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--model", type=Path, required=True, help="folder written by save_pretrained, or a Lightning .ckpt")
         sub.add_argument("--probabilities", action="store_true", help="float32 class probabilities instead of a uint8 class map")
+        sub.add_argument("--base-checkpoint", type=Path, help="the base Prithvi weights the model was fine-tuned from, when its folder does not hold them (default: search)")
 
     sub = commands.add_parser("segment", help="reflectance GeoTIFF -> class map", description=segment.__doc__)
     sub.add_argument("input", type=Path, help="GeoTIFF with the model's bands (Prithvi: BLUE GREEN RED NIR_NARROW SWIR_1 SWIR_2, reflectance x 10000)")

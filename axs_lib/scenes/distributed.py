@@ -2,20 +2,23 @@
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is started here: NCCL for CUDA, gloo otherwise.
 Window ``i`` goes to rank ``i % world_size``; every rank saves its cores into the shared partial folder,
-and rank 0 assembles the output once all ranks are past the last barrier. On several nodes, the output's
+and rank 0 assembles the output once all ranks are past the last barrier. Rank 0 alone takes the outputs'
+locks and prepares their partial folders, before any rank starts. On several nodes, the output's
 folder must be on a file system that every node sees.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+from ..errors import AxsModelError
 
 T = TypeVar("T")
 BARRIER_TIMEOUT = timedelta(hours=12)
@@ -38,6 +41,25 @@ class Ranks:
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()
+
+    def on_main(self, action: Callable[[], None]) -> None:
+        """Run ``action`` on rank 0 only, then on every rank raise the library error it raised, if any.
+
+        Rank 0 takes the outputs' locks for the whole job, so its other ranks trust it, and every rank of a
+        second job is refused with rank 0's message.
+        """
+        error = None
+        if self.is_main:
+            try:
+                action()
+            except AxsModelError as raised:
+                error = raised
+        if self.world_size > 1:
+            shared = [error]
+            dist.broadcast_object_list(shared, src=0)
+            error = shared[0]
+        if error is not None:
+            raise error
 
 
 def launched_world_size() -> int:

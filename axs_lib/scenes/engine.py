@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+import shutil
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
+from rasterio._err import CPLE_BaseError
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import InvalidSceneError
+from ..errors import InvalidSceneError, SceneInterruptedError, SceneReadError
+from ..weights.fingerprint import module_fingerprint
 from . import distributed
-from .rasters import OutputSpec, PartialOutput, SceneInput, WindowReader, gdal_environment
-from .windows import Window, check_tiling, plan_windows
+from .locking import OutputLock
+from .rasters import OutputSpec, PartialOutput, SceneInput, WindowReader, check_output_paths, gdal_environment
+from .windows import Window, WindowPlan, check_tiling, plan_windows
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +58,12 @@ def run_scene(
         seed: when given, each window runs alone in the model with Python's and torch's random generators
             seeded from ``seed`` and the window's position (:meth:`Window.seed`), so random draws do not
             depend on batches, resumption or the number of processes; ``batch_size`` is then not used.
-        run: what identifies this run besides the input and the tiling, for resuming (model, options).
+        run: what identifies this run besides the input and the tiling, for resuming (model, weights, options).
     """
     check_tiling(tile, overlap, multiple_of)
     if batch_size < 1:
         raise InvalidSceneError(f"--batch-size must be at least 1, got {batch_size}")
+    check_output_paths(scene.path, [path for spec in outputs.values() for path in _written_paths(spec)])
     plan = plan_windows(scene.height, scene.width, tile, overlap)
     partials = {name: PartialOutput(spec) for name, spec in outputs.items()}
     description = {
@@ -67,40 +72,106 @@ def run_scene(
         **(run or {}),
     }
     device = distributed.local_device(torch.device(device))
-    for partial in partials.values():
-        partial.check(description, overwrite)
     ranks = distributed.start(device)
-    if ranks.is_main:
-        for partial in partials.values():
-            partial.start(description, overwrite)
-    ranks.barrier()
+    locks = [OutputLock(spec.path) for spec in outputs.values()] if ranks.is_main else []
+    try:
+        ranks.on_main(lambda: _claim(partials.values(), locks, description, overwrite, plan))
+        _stream(scene, plan, partials, predict, ranks, batch_size if seed is None else 1, fill, seed, device, progress)
+        ranks.barrier()
+        if ranks.is_main:
+            for partial in partials.values():
+                _assemble(partial, scene, plan)
+    finally:
+        for lock in locks:
+            lock.release()
 
+
+def _claim(partials: Iterable[PartialOutput], locks: Sequence[OutputLock], run: Mapping, overwrite: bool, plan: WindowPlan) -> None:
+    for lock in locks:
+        lock.acquire()
+    for partial in partials:
+        partial.claim(run, overwrite, plan)
+
+
+def _stream(
+    scene: SceneInput,
+    plan: WindowPlan,
+    partials: Mapping[str, PartialOutput],
+    predict: Predict,
+    ranks: distributed.Ranks,
+    step: int,
+    fill: Sequence[float] | float,
+    seed: int | None,
+    device: torch.device,
+    progress: bool,
+) -> None:
+    """Compute and save this rank's unfinished windows, ``step`` at a time.
+
+    Every model call gets exactly ``step`` windows (the last batch is padded by repeating its last window), so
+    a window's result does not depend on where the batches of this rank's share happen to end.
+    """
     fill_values = np.broadcast_to(np.asarray(fill, dtype=np.float32), (len(scene.indexes),))[:, None, None]
     todo = [window for window in ranks.share(plan.windows) if not all(p.done(window) for p in partials.values())]
     first = next(iter(partials.values()))
     bar = tqdm(total=len(plan), initial=first.count_done(), unit="window", disable=not (progress and ranks.is_main))
     logger.info("%s: %d windows, %d left on rank %d", scene.path, len(plan), len(todo), ranks.rank)
-    step = 1 if seed is not None else batch_size
     with gdal_environment():
         reader = WindowReader(scene)
         try:
             for start in range(0, len(todo), step):
                 batch = todo[start : start + step]
-                inputs, valid = _read_batch(reader, batch, tile, fill_values)
+                try:
+                    inputs, valid = _read_batch(reader, batch, step, plan.tile, fill_values)
+                except (OSError, CPLE_BaseError) as error:
+                    raise SceneReadError(
+                        f"cannot read {scene.path} ({_one_line(error)})",
+                        "the file is truncated or corrupt: check or replace it", _resume(first, plan), first.folder,
+                    ) from error
                 with _seeded(None if seed is None else batch[0].seed(seed), device):
                     predicted = predict(torch.from_numpy(inputs))
                 if not isinstance(predicted, Mapping):
-                    predicted = {next(iter(outputs)): predicted}
-                _save_cores(batch, partials, predicted, valid)
+                    predicted = {next(iter(partials)): predicted}
+                try:
+                    _save_cores(batch, partials, predicted, valid)
+                except OSError as error:
+                    raise SceneInterruptedError(
+                        f"cannot save a window in {first.folder} ({_one_line(error)}; {_free_space(first.folder)})",
+                        "the disk is probably full: make room on it", _resume(first, plan), first.folder,
+                    ) from error
                 bar.n = first.count_done() if ranks.world_size > 1 else bar.n + len(batch)
                 bar.refresh()
         finally:
             reader.close()
-        bar.close()
-        ranks.barrier()
-        if ranks.is_main:
-            for partial in partials.values():
-                partial.assemble(scene.profile, plan)
+            bar.close()
+
+
+def _assemble(partial: PartialOutput, scene: SceneInput, plan: WindowPlan) -> None:
+    try:
+        with gdal_environment():
+            partial.assemble(scene.profile, plan)
+    except (OSError, CPLE_BaseError) as error:
+        raise SceneInterruptedError(
+            f"cannot write {partial.spec.path} ({_one_line(error)}; {_free_space(partial.folder)})",
+            "the disk is probably full: make room on it", f"assemble it from the {len(plan)} saved windows",
+            partial.folder,
+        ) from error
+
+
+def _resume(partial: PartialOutput, plan: WindowPlan) -> str:
+    return f"continue from window {partial.count_done() + 1} of {len(plan)}"
+
+
+def _free_space(folder: Path) -> str:
+    return f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free there"
+
+
+def _one_line(error: BaseException) -> str:
+    """GDAL's own message where rasterio wraps it ("Read failed. See previous exception for details.")."""
+    return " ".join(str(error.__cause__ or error).split())
+
+
+def _written_paths(spec: OutputSpec) -> list[Path]:
+    return [spec.path] if spec.quicklook is None else [spec.path, spec.quicklook[0]]
 
 
 def stream_model(
@@ -131,9 +202,18 @@ def stream_model(
     ranks. A run that was killed resumes from its partial output when started again with the same
     arguments; the output appears under its name only when complete.
 
+    Only one run at a time writes ``output_path`` (a lock beside it); with ``overwrite``, an existing output
+    stays as it was until the new one is complete. The run record holds the fingerprint of ``model``'s
+    weights, so a partial output of other weights is never resumed. Every model call gets ``batch_size``
+    windows (the last batch padded), so results do not depend on where batches end.
+
     Raises:
-        InvalidSceneError: missing or unreadable input, wrong band count, no CRS, bad tile or overlap.
+        InvalidSceneError: missing or unreadable input, wrong band count, no CRS, bad tile or overlap, an
+            output folder that is missing or read-only, an output that is a folder or the input itself.
         OutputExistsError: ``output_path`` exists (pass ``overwrite=True``) or holds another run's partial.
+        OutputLockedError: another run is writing ``output_path`` now.
+        SceneReadError: the input cannot be read part-way (truncated or corrupt); finished windows are kept.
+        SceneInterruptedError: a window or the output cannot be written (full disk); finished windows are kept.
     """
     input_path, output_path = Path(input_path), Path(output_path)
     parameter = next(model.parameters(), None)
@@ -156,7 +236,8 @@ def stream_model(
     spec = OutputSpec(output_path, probe_channels, output_dtype, nodata, encode)
     run_scene(
         scene, {"output": spec}, predict, tile=tile, overlap=overlap, batch_size=batch_size, fill=fill, seed=seed,
-        device=device, run={"model": type(model).__name__}, overwrite=overwrite, progress=progress,
+        device=device, run={"model": type(model).__name__, "weights": {"model": module_fingerprint(model)}},
+        overwrite=overwrite, progress=progress,
         multiple_of=multiple_of,
     )
     return output_path
@@ -188,13 +269,15 @@ def _output_channels(model: nn.Module, predict: Predict, bands: int, tile: int) 
 
 
 def _read_batch(
-    reader: WindowReader, batch: Sequence[Window], tile: int, fill: np.ndarray
+    reader: WindowReader, batch: Sequence[Window], size: int, tile: int, fill: np.ndarray
 ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The model input of ``batch``, padded to ``size`` windows by repeating the last; the masks of ``batch``."""
     inputs, valid = [], []
     for window in batch:
         values, mask = reader.read(window, tile)
         inputs.append(np.where(mask, values, fill))
         valid.append(mask)
+    inputs += inputs[-1:] * (size - len(batch))
     return np.stack(inputs).astype(np.float32, copy=False), valid
 
 

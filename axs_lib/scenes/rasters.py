@@ -4,12 +4,14 @@ An output ``OUT.tif`` is built in ``OUT.tif.partial/``: ``run.json`` describes t
 window's core is saved there as ``<window>.npy`` (written under a temporary name, then renamed, so a file
 that exists is complete). A run started again with the same description skips those windows. When every
 window is there, the GeoTIFF is assembled inside the folder and renamed to ``OUT.tif``; only then is the
-folder removed. ``OUT.tif`` therefore exists only when it is complete.
+folder removed. ``OUT.tif`` therefore exists only when it is complete, and an old ``OUT.tif`` that a run
+replaces stays until that rename.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,6 +31,8 @@ GDAL_CACHE_MB = 64
 """GDAL's block cache, bounded: by default it may grow to 5 % of RAM as windows are read and written."""
 BLOCK_SIZE = 256
 PARTIAL_SUFFIX = ".partial"
+
+logger = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -146,29 +150,37 @@ class PartialOutput:
         self.spec = spec
         self.folder = spec.partial
 
-    def check(self, run: Mapping, overwrite: bool) -> None:
-        """Refuse an existing output or a partial of another run, unless ``overwrite``; never changes files."""
-        if overwrite:
-            return
-        if self.spec.path.exists():
-            raise OutputExistsError(f"{self.spec.path} exists; pass --overwrite to replace it")
-        if self.folder.exists() and self._saved_run() != _normalised(run):
-            raise OutputExistsError(
-                f"{self.folder} holds a partial output of a different run; "
-                "rerun the same command to resume it, or pass --overwrite to discard it"
-            )
+    def claim(self, run: Mapping, overwrite: bool, plan: WindowPlan) -> None:
+        """Make the folder ready for ``run`` (rank 0, holding the output's lock); the existing output stays.
 
-    def start(self, run: Mapping, overwrite: bool) -> None:
-        """Create the folder for ``run`` (rank 0 only), discarding what ``overwrite`` replaces."""
-        if overwrite:
-            if self.folder.exists() and self._saved_run() != _normalised(run):
-                shutil.rmtree(self.folder)
-            self.spec.path.unlink(missing_ok=True)
+        An existing output, or a partial folder of another run, is refused unless ``overwrite``; with it, the
+        other run's folder is discarded, and the output is replaced only when the new one is complete. A folder
+        left beside its finished output by a run killed before its clean-up is removed.
+        """
+        if self._is_leftover(plan):
+            logger.info("removing %s: left by a finished run killed before its clean-up", self.folder)
+            shutil.rmtree(self.folder)
+        wanted = _normalised(run)
+        saved = (self._saved_run() or {}) if self.folder.exists() else wanted
+        if not overwrite:
+            if self.spec.path.exists():
+                raise OutputExistsError(f"{self.spec.path} exists; pass --overwrite to replace it")
+            if saved != wanted:
+                changed = sorted(key for key in {*saved, *wanted} if saved.get(key) != wanted.get(key))
+                raise OutputExistsError(
+                    f"{self.folder} holds a partial output of a different run ({', '.join(changed)} changed); "
+                    "rerun the same command to resume it, or pass --overwrite to discard it"
+                )
+        if saved != wanted:
+            shutil.rmtree(self.folder)
         if not self.folder.exists():
             staging = self.folder.with_name(f".{self.folder.name}.{os.getpid()}")
             staging.mkdir()
-            (staging / self.RUN_FILE).write_text(json.dumps(run, indent=1, sort_keys=True))
-            os.replace(staging, self.folder)
+            try:
+                (staging / self.RUN_FILE).write_text(json.dumps(run, indent=1, sort_keys=True))
+                os.replace(staging, self.folder)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
 
     def done(self, window: Window) -> bool:
         return (self.folder / f"{window.name}.npy").exists()
@@ -176,8 +188,11 @@ class PartialOutput:
     def save(self, window: Window, core: np.ndarray) -> None:
         final = self.folder / f"{window.name}.npy"
         temporary = self.folder / f".{window.name}.{os.getpid()}.npy"
-        np.save(temporary, core, allow_pickle=False)
-        os.replace(temporary, final)
+        try:
+            np.save(temporary, core, allow_pickle=False)
+            os.replace(temporary, final)
+        finally:
+            temporary.unlink(missing_ok=True)
 
     def count_done(self) -> int:
         return sum(1 for entry in os.scandir(self.folder) if entry.name.startswith("r") and entry.name.endswith(".npy"))
@@ -229,11 +244,41 @@ class PartialOutput:
             ]
         return block
 
+    def _is_leftover(self, plan: WindowPlan) -> bool:
+        """Whether the folder is a finished run's: every window saved, and the output written after it began."""
+        if not (self.spec.path.is_file() and (self.folder / self.RUN_FILE).is_file()):
+            return False
+        begun = (self.folder / self.RUN_FILE).stat().st_mtime_ns
+        return self.spec.path.stat().st_mtime_ns >= begun and all(self.done(window) for window in plan.windows)
+
     def _saved_run(self) -> dict | None:
         try:
             return json.loads((self.folder / self.RUN_FILE).read_text())
         except (OSError, ValueError):
             return None
+
+
+def check_output_paths(input_path: Path, outputs: Sequence[Path]) -> None:
+    """Refuse outputs that cannot be written, are the input (through any link), or are given twice; touches nothing."""
+    for path in outputs:
+        if not path.parent.is_dir():
+            raise InvalidSceneError(f"output folder not found: {path.parent}; create it first")
+        if path.is_dir():
+            raise InvalidSceneError(f"{path} is a folder; give the output a file name (e.g. {path / 'out.tif'})")
+        if not os.access(path.parent, os.W_OK):
+            raise InvalidSceneError(f"cannot write in the output folder {path.parent} (read-only): choose a writable folder")
+        if _same_file(path, input_path):
+            raise InvalidSceneError(f"the output {path} is the input {input_path}: write the output to another file")
+    resolved = [path.resolve() for path in outputs]
+    for index, path in enumerate(resolved):
+        if path in resolved[:index]:
+            raise InvalidSceneError(f"{outputs[index]} is given for two outputs: give each output its own file")
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    if path.resolve() == other.resolve():
+        return True
+    return path.exists() and other.exists() and os.path.samefile(path, other)
 
 
 def _normalised(run: Mapping) -> dict:
