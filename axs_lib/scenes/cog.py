@@ -14,9 +14,10 @@ def write_cog(source: Path, destination: Path, resampling: str, block_size: int)
 
     GDAL builds the overviews from ``source`` on disk, through a temporary file beside ``destination``, with
     its block cache bounded by the caller's ``rasterio.Env`` (``GDAL_CACHEMAX``): memory does not grow with the
-    scene. Tags, band descriptions, scales, offsets, units, nodata and colour tables are copied.
+    scene. Compression uses every CPU core (``NUM_THREADS=ALL_CPUS``). Tags, band descriptions, scales,
+    offsets, units, nodata and colour tables are copied.
     """
     rasterio.shutil.copy(
         source, destination, driver="COG", compress="DEFLATE", predictor="YES", blocksize=block_size,
-        overview_resampling=resampling.upper(), bigtiff="IF_SAFER",
+        overview_resampling=resampling.upper(), bigtiff="IF_SAFER", num_threads="ALL_CPUS",
     )

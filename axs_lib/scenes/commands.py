@@ -254,7 +254,8 @@ def _segmentation_description(
         input_description=generator.input_description if generator is not None else (
             "reflectance x 10000" + (", standardised with Prithvi's mean and std" if standardize else ", standardised by the caller")
         ),
-        output_bands=["class"], href=str(args.model.resolve()), artifact_type="axs_lib.save_pretrained",
+        output_bands=["class"], href=str(args.model.resolve()),
+        artifact_type="lightning.ckpt" if args.model.is_file() else "axs_lib.save_pretrained",
         input_mean=B.PRITHVI_MEAN if standardize else (), input_std=B.PRITHVI_STD if standardize else (),
         classes=_class_names(max(model.num_classes, 2)),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -99,7 +100,7 @@ def stac_item(spec: OutputSpec, source: Path, model: ModelDescription, provenanc
         code=f"EPSG:{epsg}" if epsg else None, wkt2=None if epsg else crs.to_wkt(), bbox=list(bounds),
         shape=list(shape), transform=list(transform)[:6],
     )
-    if model.classes:
+    if spec.colormap is not None:
         ClassificationExtension.ext(asset, add_if_missing=True).apply(classes=_legend(spec, model.classes))
     _describe_model(item, model)
     return item
@@ -111,7 +112,7 @@ def _describe_bands(asset: pystac.Asset, spec: OutputSpec, resolution: float) ->
     RasterExtension.ext(asset, add_if_missing=True).apply(
         bands=[
             RasterBand.create(
-                nodata=spec.nodata, data_type=DataType(spec.dtype), spatial_resolution=resolution,
+                nodata="nan" if math.isnan(spec.nodata) else spec.nodata, data_type=DataType(spec.dtype), spatial_resolution=resolution,
                 unit=spec.units or None, scale=spec.scale, offset=spec.offset,
             )
             for _ in names
@@ -141,8 +142,9 @@ def _describe_model(item: pystac.Item, model: ModelDescription) -> None:
             shape=[-1, len(model.input_bands), model.tile, model.tile],
             dim_order=["batch", "bands", "height", "width"], data_type=DataType.FLOAT32,
         ),
-        value_scaling=scaling or None,
     )
+    # The MLM schema (1.4) takes one value-scaling object per band; pystac's setter takes a single one.
+    model_input.properties["value_scaling"] = [scale.to_dict() for scale in scaling] or None
     task = TaskType(model.task)
     model_output = ModelOutput.create(
         name="classes" if model.classes else "output", tasks=[task],
