@@ -208,18 +208,19 @@ class PartialOutput:
         cog = self.folder / f"cog{spec.path.suffix or '.tif'}"
         write_cog(assembling, cog, spec.resampling, BLOCK_SIZE)
         if spec.quicklook is not None:
-            spec.quicklook.write(cog)
+            spec.quicklook.write(assembling)
         os.replace(cog, spec.path)
         shutil.rmtree(self.folder)
 
     def _assembling_profile(self, profile: Mapping, plan: WindowPlan) -> dict:
+        """Uncompressed: the COG copy reads it once for the full resolution and again for the overviews; from a
+        deflate-compressed file the copy of a 3072 x 3072 x 12 float32 scene took 5 to 8 times longer."""
         spec = self.spec
         return {
             "driver": "GTiff", "width": plan.width, "height": plan.height, "count": spec.bands,
             "crs": profile.get("crs"), "transform": profile.get("transform"), "dtype": spec.dtype,
-            "nodata": spec.nodata, "compress": "deflate", "predictor": 3 if np.dtype(spec.dtype).kind == "f" else 2,
-            "tiled": True, "blockxsize": BLOCK_SIZE, "blockysize": BLOCK_SIZE, "interleave": "pixel",
-            "BIGTIFF": "IF_SAFER",
+            "nodata": spec.nodata, "tiled": True, "blockxsize": BLOCK_SIZE, "blockysize": BLOCK_SIZE,
+            "interleave": "pixel", "BIGTIFF": "IF_SAFER",
         }
 
     def _describe(self, dst: rasterio.io.DatasetWriter) -> None:
