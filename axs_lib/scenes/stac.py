@@ -92,7 +92,8 @@ def stac_item(spec: OutputSpec, source: Path, model: ModelDescription, provenanc
     asset = pystac.Asset(spec.path.name, media_type=pystac.MediaType.COG, roles=["data"], title=spec.path.name)
     item.add_asset("data", asset)
     if spec.quicklook is not None:
-        item.add_asset("overview", pystac.Asset(spec.quicklook.path.name, media_type=pystac.MediaType.PNG, roles=["overview"]))
+        quicklook = os.path.relpath(spec.quicklook.path.resolve(), spec.path.resolve().parent)
+        item.add_asset("overview", pystac.Asset(quicklook, media_type=pystac.MediaType.PNG, roles=["overview"]))
     _describe_bands(asset, spec, resolution)
     projection = ProjectionExtension.ext(item, add_if_missing=True)
     epsg = crs.to_epsg()
