@@ -201,3 +201,20 @@ def test_weights_fingerprints_are_module_fingerprints_by_role_for_the_models_giv
     both = weights_fingerprints(segmentation=first, generator=second)
     assert both == {"segmentation": module_fingerprint(first), "generator": module_fingerprint(second)}
     assert both["segmentation"] != both["generator"]
+
+
+def test_a_stac_item_is_dated_by_the_inputs_datetime_tag_when_it_has_one(work):
+    from axs_lib.scenes.provenance import Provenance
+    from axs_lib.scenes.rasters import OutputSpec
+    from axs_lib.scenes.stac import ModelDescription, stac_item
+
+    source = write_raster(work / "s1.tif", np.zeros((2, 16, 16)))
+    with rasterio.open(source, "r+") as dst:
+        dst.update_tags(DATETIME="2024-06-01T10:20:30")
+    output = write_raster(work / "out.tif", np.zeros((1, 16, 16)))
+    spec = OutputSpec(output, 1, "float32", float("nan"), lambda values, valid: values)
+    model = ModelDescription("m", "a conv", "regression", ["VV", "VH"], 16, "dB", ["out"], "m.pt", "torch.save")
+
+    item = stac_item(spec, source, model, Provenance("test", {}, []))
+    assert item.datetime.isoformat() == "2024-06-01T10:20:30+00:00"
+    assert stac_item(spec, output, model, Provenance("test", {}, [])).datetime > item.datetime
