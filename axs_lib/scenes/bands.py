@@ -9,6 +9,12 @@ S2L2A_BANDS = (
 )
 """TerraMind's S2L2A band order, with the Sentinel-2 band ids (L2A has no B10)."""
 S2L2A_NAMES = tuple(name for _, name in S2L2A_BANDS)
+S2L2A_COMMON_NAMES = {
+    "COASTAL_AEROSOL": "coastal", "BLUE": "blue", "GREEN": "green", "RED": "red", "RED_EDGE_1": "rededge",
+    "RED_EDGE_2": "rededge", "RED_EDGE_3": "rededge", "NIR_BROAD": "nir", "NIR_NARROW": "nir08",
+    "WATER_VAPOR": "nir09", "SWIR_1": "swir16", "SWIR_2": "swir22",
+}
+"""The STAC ``eo`` extension's common name of each band."""
 RGB_BANDS = tuple(S2L2A_NAMES.index(colour) for colour in ("RED", "GREEN", "BLUE"))
 REFLECTANCE_MAX = 10000
 

@@ -16,11 +16,16 @@ from torch import nn
 
 from ..demo import command as demo
 from ..errors import AxsModelError, BaseModelMismatchError, InvalidSceneError, SceneInterruptedError
+from ..weights.catalog import KNOWN_MODELS, PRITHVI_600M, terramind_model
+from ..weights.discovery import find_checkpoint
 from ..weights.fingerprint import module_fingerprint
 from . import bands as B
 from . import distributed
 from .engine import as_tensor, run_scene
+from .provenance import ModelUse, Provenance
+from .quicklook import Quicklook, class_colour
 from .rasters import OutputSpec, SceneInput, check_output_paths
+from .stac import ModelDescription, write_stac_item
 from .windows import check_tiling
 
 CLASS_NODATA = 255
@@ -87,14 +92,17 @@ def segment(args: argparse.Namespace) -> list[Path]:
         with torch.inference_mode():
             return as_tensor(model(batch.to(device)))
 
-    output = _segmentation_output(args.output, model.num_classes, args.probabilities)
+    fingerprints = weights_fingerprints(segmentation=model)
+    provenance = _provenance(args, "segment", fingerprints)
+    output = _segmentation_output(args.output, model.num_classes, args.probabilities, args.quicklook, provenance)
     run_scene(
         scene, {"classes": output}, predict, fill=B.PRITHVI_MEAN if standardize else 0.0,
         run={"command": "segment", **_model_identity(args.model), "standardize": standardize,
-             "weights": weights_fingerprints(segmentation=model)},
+             "weights": fingerprints},
         **_common(args, device, model.patch_size),
     )
-    return [args.output]
+    description = _segmentation_description(args, model, B.PRITHVI_BANDS, standardize)
+    return _written(args, {"classes": (output, args.input, description)}, provenance)
 
 
 def sar_to_optical(args: argparse.Namespace) -> list[Path]:
@@ -107,13 +115,15 @@ def sar_to_optical(args: argparse.Namespace) -> list[Path]:
         with torch.inference_mode():
             return generator({"S1GRD": to_db(batch).to(device)})["S2L2A"].cpu()
 
-    output = _optical_output(args.output, args.as_float, args.quicklook or args.output.with_suffix(".png"), args.generator)
+    fingerprints = weights_fingerprints(generator=generator)
+    provenance = _provenance(args, "sar-to-optical", fingerprints)
+    output = _optical_output(args.output, args.as_float, args.quicklook or args.output.with_suffix(".png"), provenance, args.generator)
     run_scene(
         scene, {"optical": output}, predict, fill=_sar_fill(args.linear), seed=args.seed,
-        run={"command": "sar-to-optical", **_generator_identity(args), "weights": weights_fingerprints(generator=generator)},
+        run={"command": "sar-to-optical", **_generator_identity(args), "weights": fingerprints},
         **_common(args, device, TERRAMIND_PATCH),
     )
-    return [args.output, output.quicklook[0]]
+    return _written(args, {"optical": (output, args.input, _generator_description(args))}, provenance)
 
 
 def pipeline(args: argparse.Namespace) -> list[Path]:
@@ -138,19 +148,24 @@ def pipeline(args: argparse.Namespace) -> list[Path]:
             logits = as_tensor(model(((reflectance - mean) / std).to(device)))
         return {"classes": logits, "optical": optical}
 
-    outputs = {"classes": _segmentation_output(args.output, model.num_classes, args.probabilities)}
+    fingerprints = weights_fingerprints(segmentation=model, generator=generator)
+    provenance = _provenance(args, "pipeline", fingerprints)
+    outputs = {"classes": _segmentation_output(args.output, model.num_classes, args.probabilities, args.quicklook, provenance)}
     if args.optical:
-        outputs["optical"] = _optical_output(args.optical, args.as_float, None, args.generator)
+        outputs["optical"] = _optical_output(args.optical, args.as_float, None, provenance, args.generator)
     patch = math.lcm(TERRAMIND_PATCH, model.patch_size)
     run_scene(
         scene, outputs, predict, fill=_sar_fill(args.linear), seed=args.seed,
         run={
             "command": "pipeline", **_model_identity(args.model), **_generator_identity(args),
-            "weights": weights_fingerprints(segmentation=model, generator=generator),
+            "weights": fingerprints,
         },
         **_common(args, device, patch),
     )
-    return [spec.path for spec in outputs.values()]
+    generated = _generator_description(args)
+    classes = _segmentation_description(args, model, B.S1GRD_BANDS, False, generated)
+    return _written(args, {name: (spec, args.input, classes if name == "classes" else generated) for name, spec in outputs.items()}, provenance)
+
 
 
 def _segmentation_model(args: argparse.Namespace):
@@ -172,7 +187,9 @@ def _generator(args: argparse.Namespace):
     return model.eval(), device
 
 
-def _segmentation_output(path: Path, num_classes: int, probabilities: bool) -> OutputSpec:
+def _segmentation_output(
+    path: Path, num_classes: int, probabilities: bool, quicklook: Path | None, provenance: Provenance
+) -> OutputSpec:
     binary = num_classes == 1
     if probabilities:
         def encode(logits: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -181,8 +198,13 @@ def _segmentation_output(path: Path, num_classes: int, probabilities: bool) -> O
             values[:, ~valid] = np.nan
             return values
 
-        names = ["probability"] if binary else [f"class_{index}" for index in range(num_classes)]
-        return OutputSpec(path, num_classes, "float32", float("nan"), encode, names)
+        if quicklook is not None:
+            raise InvalidSceneError("--quicklook shows a class map: leave out --probabilities, or --quicklook")
+        names = ["probability"] if binary else _class_names(num_classes)
+        return OutputSpec(
+            path, num_classes, "float32", float("nan"), encode, names, tags={**provenance.tags(), "UNITS": "probability"},
+            units="probability", resampling="average",
+        )
     if num_classes > CLASS_NODATA:
         raise InvalidSceneError(f"the model has {num_classes} classes; a uint8 class map holds 255: pass --probabilities")
 
@@ -192,10 +214,19 @@ def _segmentation_output(path: Path, num_classes: int, probabilities: bool) -> O
         values[:, ~valid] = CLASS_NODATA
         return values
 
-    return OutputSpec(path, 1, "uint8", CLASS_NODATA, classes, ["class"])
+    return OutputSpec(
+        path, 1, "uint8", CLASS_NODATA, classes, ["class"], tags={**provenance.tags(), "UNITS": "class index"},
+        band_tags=[{"classes": ",".join(_class_names(max(num_classes, 2)))}],
+        colormap={value: (*class_colour(value), 255) for value in range(CLASS_NODATA)} | {CLASS_NODATA: (0, 0, 0, 0)},
+        resampling="mode", quicklook=None if quicklook is None else Quicklook(quicklook),
+    )
 
 
-def _optical_output(path: Path, as_float: bool, quicklook: Path | None, generator: str) -> OutputSpec:
+def _class_names(num_classes: int) -> list[str]:
+    return [f"class_{index}" for index in range(num_classes)]
+
+
+def _optical_output(path: Path, as_float: bool, quicklook: Path | None, provenance: Provenance, generator: str) -> OutputSpec:
     if as_float:
         dtype, nodata = "float32", float("nan")
     else:
@@ -210,10 +241,71 @@ def _optical_output(path: Path, as_float: bool, quicklook: Path | None, generato
     return OutputSpec(
         path, len(B.S2L2A_BANDS), dtype, nodata, encode,
         descriptions=[band for band, _ in B.S2L2A_BANDS],
-        tags={"SOURCE": f"TerraMind 1.0 {generator.capitalize()} S1GRD -> S2L2A", "SCALE": "reflectance x 10000"},
-        band_tags=[{"name": name} for name in B.S2L2A_NAMES],
-        quicklook=None if quicklook is None else (quicklook, B.RGB_BANDS),
+        tags={**provenance.tags(), "SOURCE": f"TerraMind 1.0 {generator.capitalize()} S1GRD -> S2L2A", "UNITS": "reflectance x 10000"},
+        band_tags=[{"name": name, "common_name": B.S2L2A_COMMON_NAMES[name]} for name in B.S2L2A_NAMES],
+        scale=1 / B.REFLECTANCE_MAX, offset=0.0, units="reflectance", resampling="average",
+        quicklook=None if quicklook is None else Quicklook(quicklook, B.RGB_BANDS),
     )
+
+
+def _provenance(args: argparse.Namespace, command: str, fingerprints: dict[str, str]) -> Provenance:
+    """What the outputs' tags and STAC items say made them; ``fingerprints`` by role, from :func:`weights_fingerprints`."""
+    models = []
+    if "segmentation" in fingerprints:
+        models.append(ModelUse("segmentation", PRITHVI_600M, fingerprints["segmentation"], str(args.model.resolve())))
+    if "generator" in fingerprints:
+        name = terramind_model(args.generator)
+        checkpoint = find_checkpoint(KNOWN_MODELS[name], args.checkpoint_path)
+        models.append(ModelUse("generator", name, fingerprints["generator"], str(checkpoint.path.resolve())))
+    options = {name: str(value) if isinstance(value, Path) else value for name, value in vars(args).items() if name != "command"}
+    generation = {"seed": args.seed, "timesteps": args.timesteps} if "generator" in fingerprints else {}
+    return Provenance(command, options, models, generation)
+
+
+def _segmentation_description(
+    args: argparse.Namespace, model, input_bands: tuple[str, ...], standardize: bool, generator: ModelDescription | None = None
+) -> ModelDescription:
+    recipe = model.build_recipe.arguments if model.build_recipe is not None else {}
+    architecture = f"{PRITHVI_600M} ViT encoder + {recipe.get('decoder', 'UperNetDecoder')} (TerraTorch)"
+    if generator is not None:
+        architecture = f"{generator.architecture}, then {architecture} on {', '.join(B.PRITHVI_BANDS)}"
+    return ModelDescription(
+        name=args.model.resolve().name if generator is None else f"{generator.name} + {args.model.resolve().name}",
+        architecture=architecture, task="semantic-segmentation", input_bands=input_bands, tile=args.tile,
+        input_description=generator.input_description if generator is not None else (
+            "reflectance x 10000" + (", standardised with Prithvi's mean and std" if standardize else ", standardised by the caller")
+        ),
+        output_bands=["class"], href=str(args.model.resolve()),
+        artifact_type="lightning.ckpt" if args.model.is_file() else "axs_lib.save_pretrained",
+        input_mean=B.PRITHVI_MEAN if standardize else (), input_std=B.PRITHVI_STD if standardize else (),
+        classes=_class_names(max(model.num_classes, 2)),
+    )
+
+
+def _generator_description(args: argparse.Namespace) -> ModelDescription:
+    name = terramind_model(args.generator)
+    return ModelDescription(
+        name=name, architecture=f"TerraMind 1.0 {args.generator} any-to-any generation, S1GRD -> S2L2A ({args.timesteps} diffusion steps)",
+        task="generative", input_bands=B.S1GRD_BANDS, tile=args.tile,
+        input_description="Sentinel-1 GRD backscatter in dB" + (" (converted from linear power)" if args.linear else "")
+        + ", standardised inside the model with TerraMind's pretraining statistics",
+        output_bands=B.S2L2A_NAMES, href=f"https://huggingface.co/{KNOWN_MODELS[name].repo_id}",
+        artifact_type="torch.save",
+    )
+
+
+def _written(args: argparse.Namespace, outputs: dict, provenance: Provenance) -> list[Path]:
+    """The files a command wrote: each output, its quick-look, and with ``--stac`` its STAC item (written here,
+    by rank 0). ``outputs`` maps names to ``(spec, input, model description)``."""
+    written = []
+    for spec, source, description in outputs.values():
+        written += [spec.path] + ([spec.quicklook.path] if spec.quicklook is not None else [])
+        if args.stac:
+            item = spec.path.with_suffix(".json")
+            if _rank() == 0:
+                write_stac_item(spec, source, description, provenance)
+            written.append(item)
+    return written
 
 
 def _sar_to_db(linear: bool) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -293,6 +385,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default=None, help="weights precision (default: as stored)")
         sub.add_argument("--overwrite", action="store_true", help="replace an existing output or another run's partial output")
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
+        sub.add_argument("--stac", action="store_true", help="also write a STAC item (OUTPUT with .json) beside each output")
 
     def generation(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--generator", choices=("tiny", "small", "base", "large"), default="large",
@@ -307,6 +400,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--model", type=Path, required=True, help="folder written by save_pretrained, or a Lightning .ckpt")
         sub.add_argument("--probabilities", action="store_true", help="float32 class probabilities instead of a uint8 class map")
         sub.add_argument("--base-checkpoint", type=Path, help="the base Prithvi weights the model was fine-tuned from, when its folder does not hold them (default: search)")
+        sub.add_argument("--quicklook", type=Path, help="PNG of the class map to write, in fixed class colours")
 
     sub = commands.add_parser("segment", help="reflectance GeoTIFF -> class map", description=segment.__doc__)
     sub.add_argument("input", type=Path, help="GeoTIFF with the model's bands (Prithvi: BLUE GREEN RED NIR_NARROW SWIR_1 SWIR_2, reflectance x 10000)")
