@@ -171,7 +171,7 @@ def _one_line(error: BaseException) -> str:
 
 
 def _written_paths(spec: OutputSpec) -> list[Path]:
-    return [spec.path] if spec.quicklook is None else [spec.path, spec.quicklook[0]]
+    return [spec.path] if spec.quicklook is None else [spec.path, spec.quicklook.path]
 
 
 def stream_model(
