@@ -162,16 +162,16 @@ class _Pair:
 
     def read(self, rows: slice, cols: slice, halo: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(prediction, reference, valid)`` of the block widened by ``halo`` on every side, mirrored past
-        the scene's edge: values ``[bands, h, w]`` float64 (0 where not valid), ``valid`` ``[h, w]``."""
+        the scene's edge: values ``[bands, h, w]`` float32 (0 where not valid), ``valid`` ``[h, w]``."""
         top, bottom = max(rows.start - halo, 0), min(rows.stop + halo, self.height)
         left, right = max(cols.start - halo, 0), min(cols.stop + halo, self.width)
         area = RasterWindow(left, top, right - left, bottom - top)
         values, valid = [], np.ones((bottom - top, right - left), dtype=bool)
         for raster, indexes in self.rasters:
-            read = raster.read(indexes, window=area, out_dtype="float64")
+            read = raster.read(indexes, window=area, out_dtype="float32")
             valid &= (raster.read_masks(indexes, window=area) > 0).all(axis=0) & np.isfinite(read).all(axis=0)
             values.append(read)
-        values = [np.where(valid, read, 0.0) for read in values]
+        values = [np.where(valid, read, np.float32(0)) for read in values]
         pad = ((top - (rows.start - halo), rows.stop + halo - bottom), (left - (cols.start - halo), cols.stop + halo - right))
         if any(any(side) for side in pad):
             if min(bottom - top, right - left) <= halo:

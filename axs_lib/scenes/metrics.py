@@ -60,8 +60,8 @@ class OpticalMetrics:
         """Add the ``core`` of a window.
 
         Args:
-            prediction, reference: ``[bands, H, W]`` float64 reflectance of the window with its halo; values
-                where not valid are ignored (any finite fill).
+            prediction, reference: ``[bands, H, W]`` float32 reflectance of the window with its halo; values
+                where not valid are ignored (any finite fill). Sums are taken in float64.
             valid: ``[H, W]`` bool, valid in both.
             core: the rows and columns of the window counted here; at least :data:`SSIM_HALO` pixels from the
                 window's border.
@@ -69,7 +69,8 @@ class OpticalMetrics:
         inside = valid[core]
         if not inside.any():
             return
-        predicted, expected = prediction[:, core[0], core[1]][:, inside], reference[:, core[0], core[1]][:, inside]
+        predicted = prediction[:, core[0], core[1]][:, inside].double()
+        expected = reference[:, core[0], core[1]][:, inside].double()
         self.valid_pixels += int(inside.sum())
         self.squared_error.update(predicted.T, expected.T)
         self.absolute_error.update(predicted.T, expected.T)
@@ -85,12 +86,12 @@ class OpticalMetrics:
         if not counted.any():
             return
         self.ssim_pixels += int(counted.sum())
+        _, similarity = structural_similarity_index_measure(
+            prediction[None], reference[None], sigma=SSIM_SIGMA, data_range=self.data_range,
+            return_full_image=True,
+        )
         for band, mean in enumerate(self.ssim):
-            _, similarity = structural_similarity_index_measure(
-                prediction[band][None, None].float(), reference[band][None, None].float(),
-                sigma=SSIM_SIGMA, data_range=self.data_range, return_full_image=True,
-            )
-            mean.update(similarity[0, 0][core][counted].double())
+            mean.update(similarity[0, band][core][counted].double())
 
     def compute(self) -> dict:
         """``{"bands": [{"band", "psnr_db", "ssim", "mae"}...], "overall": {..., "sam_degrees"}, pixel counts}``;
