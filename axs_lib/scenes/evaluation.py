@@ -213,8 +213,8 @@ def _classes(pair: _Pair, num_classes: int | None, ignore_index: int | None, til
         logger.info("%d classes (the largest class found is %d)", num_classes, largest)
     if not 1 <= num_classes <= MAX_CLASSES:
         raise InvalidSceneError(
-            f"{num_classes} classes: at most {MAX_CLASSES} are supported; is a nodata value undeclared? "
-            "Declare it (gdal_edit.py -a_nodata), or pass --ignore-index or --num-classes"
+            f"{num_classes} classes: 1 to {MAX_CLASSES} are supported; a larger class value is usually an undeclared "
+            "nodata value: declare it (gdal_edit.py -a_nodata), or pass --ignore-index or --num-classes"
         )
     metrics = ClassMetrics(num_classes)
     for prediction, reference in labelled():
