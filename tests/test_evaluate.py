@@ -98,6 +98,7 @@ def optical(tmp_path_factory) -> dict[str, Path]:
         "holed": write(folder / "holed.tif", holed, nodata=0, descriptions=BANDS),
         "clouded": write(folder / "clouded.tif", clouded, descriptions=BANDS),
         "shuffled": write(folder / "shuffled.tif", reference[shuffled], descriptions=[BANDS[i] for i in shuffled]),
+        "offset": write(folder / "offset.tif", reference + 1000, descriptions=BANDS),
         "utm32": write(
             folder / "utm32.tif", reflectance_field(*in_utm33(UTM32, transform, height, width)), UTM32, transform,
             descriptions=BANDS,
@@ -201,6 +202,13 @@ def test_reference_bands_are_matched_by_description(optical):
     in_order = evaluate_scene(optical["prediction"], optical["reference"], tile=TILE)
     shuffled = evaluate_scene(optical["prediction"], optical["shuffled"], tile=TILE)
     assert largest_differences(shuffled, in_order) == pytest.approx(dict.fromkeys(METRIC_TOLERANCE, 0.0), abs=1e-12)
+
+
+def test_a_reference_offset_is_added_before_scaling(optical):
+    """Sentinel-2 L2A of processing baseline 04.00 and later stores reflectance x 10000 + 1000."""
+    plain = evaluate_scene(optical["prediction"], optical["reference"], tile=TILE)
+    offset = evaluate_scene(optical["prediction"], optical["offset"], reference_offset=-1000, tile=TILE)
+    assert largest_differences(offset, plain) == pytest.approx(dict.fromkeys(METRIC_TOLERANCE, 0.0), abs=1e-6)
 
 
 def test_a_reference_on_another_crs_and_resolution_is_reprojected_to_the_same_metrics(optical):
