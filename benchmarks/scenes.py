@@ -31,11 +31,12 @@ from pathlib import Path
 TILE, OVERLAP, BATCH = 224, 32, 8
 
 
-def peak_rss_mb() -> float:
+def peak_rss_mb(field: str = "VmHWM") -> float:
+    """This process's peak resident memory in MB (``field="VmRSS"``: its current one)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def stand_in_model():
@@ -46,22 +47,25 @@ def stand_in_model():
     return nn.Sequential(nn.Conv2d(2, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 12, 3, padding=1)).eval()
 
 
-def write_scene(path: Path, size: int) -> None:
+def write_scene(path: Path, size: int, count: int = 2, dtype: str = "float32", noise=None, seed: int = 0) -> None:
+    """A tiled ``size`` x ``size`` GeoTIFF of ``count`` bands, written in strips: ``noise(rng, shape)`` (default:
+    Sentinel-1-like dB values) cast to ``dtype``."""
     import numpy as np
     import rasterio
     from affine import Affine
     from rasterio.windows import Window
 
     profile = {
-        "driver": "GTiff", "count": 2, "height": size, "width": size, "dtype": "float32", "crs": "EPSG:32633",
+        "driver": "GTiff", "count": count, "height": size, "width": size, "dtype": dtype, "crs": "EPSG:32633",
         "transform": Affine(10, 0, 399960, 0, -10, 5000040), "tiled": True, "blockxsize": 256, "blockysize": 256,
         "BIGTIFF": "IF_SAFER",
     }
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
+    noise = noise or (lambda generator, shape: generator.normal(-15, 4, shape))
     with rasterio.Env(GDAL_CACHEMAX=64), rasterio.open(path, "w", **profile) as dst:
         for row in range(0, size, 256):
             rows = min(256, size - row)
-            dst.write(rng.normal(-15, 4, (2, rows, size)).astype("float32"), window=Window(0, row, size, rows))
+            dst.write(noise(rng, (count, rows, size)).astype(dtype), window=Window(0, row, size, rows))
 
 
 def child_streamed(source: str, output: str) -> dict:
@@ -124,9 +128,10 @@ def child_generator(timesteps: int) -> dict:
     }
 
 
-def run_child(*arguments: str) -> dict:
+def run_child(*arguments: str, script: str = __file__) -> dict:
+    """Run ``script --child ARGUMENTS`` in a fresh process; its last line of output, parsed as JSON."""
     env = {**os.environ, "LIGHTLY_DID_VERSION_CHECK": "True"}
-    result = subprocess.run([sys.executable, __file__, "--child", *arguments], capture_output=True, text=True, env=env)
+    result = subprocess.run([sys.executable, script, "--child", *arguments], capture_output=True, text=True, env=env)
     if result.returncode:
         raise RuntimeError(result.stderr[-3000:])
     return json.loads(result.stdout.strip().splitlines()[-1])

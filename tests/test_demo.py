@@ -47,7 +47,8 @@ def test_the_demo_runs_every_command_from_a_fresh_process_and_says_the_weights_a
 
     assert result.returncode == 0, result.stderr[-3000:]
     commands = re.findall(r"^\$ axs-scenes (\S+)", result.stdout, flags=re.MULTILINE)
-    assert {"segment", "sar-to-optical", "pipeline"} <= set(commands)
+    assert commands == ["segment", "sar-to-optical", "pipeline", "evaluate", "evaluate"]
+    assert "PSNR" in result.stdout and "mIoU" in result.stdout  # the two scores, printed as tables
     written = [Path(path) for line in re.findall(r"^wrote (.+) in [\d.]+ s$", result.stdout, flags=re.MULTILINE)
                for path in line.split(" and ")]
     outputs = [path for path in written if path != folder]

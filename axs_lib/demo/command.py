@@ -3,7 +3,8 @@
 Nothing is downloaded: the demo writes a synthetic scene (:mod:`.synthetic_scene`), tiny checkpoints of
 TerraMind, its S2L2A tokenizer and Prithvi in the published layouts (:mod:`.tiny_weights`, the same files the
 test suite loads) and a tiny Prithvi segmentation model saved with ``save_pretrained``, then runs each
-command of :func:`demo_steps` through the command line's own entry point, printing it first.
+command of :func:`demo_steps` through the command line's own entry point, printing it first: segment,
+sar-to-optical, pipeline, then evaluate against the scene's references.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ RANDOM_WEIGHTS_NOTICE = (
 
 def run(args: argparse.Namespace, run_command: Callable[[list[str]], int]) -> list[Path]:
     """Make a synthetic scene and tiny random-weight models in --folder (default: a new temporary
-    folder), run segment, sar-to-optical and pipeline on them, and say where everything is."""
+    folder), run segment, sar-to-optical and pipeline on them, score two outputs against the scene's
+    references with evaluate, and say where everything is."""
     folder = Path(tempfile.mkdtemp(prefix="axs-demo-")) if args.folder is None else args.folder
     scene = write_synthetic_scene(folder / "scene")
     weights, segmenter = write_tiny_models(folder / "weights", folder / "model")
@@ -58,6 +60,9 @@ def demo_steps(scene: SyntheticScene, weights: Path, segmenter: Path, outputs: P
         ["sar-to-optical", str(scene.sar), str(outputs / "optical.tif"), *generator, *WINDOWS],
         ["pipeline", str(scene.sar), str(outputs / "classes_from_sar.tif"), "--optical",
          str(outputs / "optical_pipeline.tif"), *model, *generator, *WINDOWS],
+        ["evaluate", str(outputs / "optical.tif"), str(scene.optical_reference), "--kind", "optical", "--quiet"],
+        ["evaluate", str(outputs / "classes_from_hls.tif"), str(scene.labels), "--kind", "classes",
+         "--num-classes", str(len(CLASS_NAMES)), "--quiet"],
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         written = args.command(args)
     except AxsModelError as error:
         return _fail(_in_command_terms(error), 2 if isinstance(error, (ValueError, FileNotFoundError, FileExistsError)) else 1)
-    if _rank() == 0:
+    if _rank() == 0 and written:
         print(f"wrote {' and '.join(str(path) for path in written)} in {time.perf_counter() - started:.1f} s")
     distributed.stop()
     return 0
@@ -166,6 +167,20 @@ def pipeline(args: argparse.Namespace) -> list[Path]:
     classes = _segmentation_description(args, model, B.S1GRD_BANDS, False, generated)
     return _written(args, {name: (spec, args.input, classes if name == "classes" else generated) for name, spec in outputs.items()}, provenance)
 
+
+
+def evaluate(args: argparse.Namespace) -> list[Path]:
+    """Scores of a prediction against a reference raster, over the pixels valid in both, streamed window by window:
+    optical (PSNR, SSIM, MAE per band, SAM) or classes (confusion matrix, IoU and F1 per class, mIoU, accuracy)."""
+    from .evaluation import evaluate_scene, format_report
+
+    result = evaluate_scene(
+        args.prediction, args.reference, args.kind, num_classes=args.num_classes, ignore_index=args.ignore_index,
+        scale=args.scale, reference_offset=args.reference_offset, reference_bands=args.reference_bands,
+        tile=args.tile, progress=not args.quiet,
+    )
+    print(json.dumps(result, indent=1) if args.json else format_report(result))
+    return []
 
 
 def _segmentation_model(args: argparse.Namespace):
@@ -426,6 +441,20 @@ def _parser() -> argparse.ArgumentParser:
     generation(sub)
     common(sub, 224)
     sub.set_defaults(command=pipeline)
+
+    sub = commands.add_parser("evaluate", help="score a prediction against a reference raster", description=evaluate.__doc__)
+    sub.add_argument("prediction", type=Path, help="GeoTIFF written by sar-to-optical, segment or pipeline (or any on a CRS)")
+    sub.add_argument("reference", type=Path, help="reference Sentinel-2 reflectance or label raster; reprojected to the prediction's grid if needed")
+    sub.add_argument("--kind", choices=("optical", "classes"), help="default: classes for a one-band integer prediction, else optical")
+    sub.add_argument("--num-classes", type=int, metavar="N", help="classes 0..N-1 (default: the largest class found in either raster + 1)")
+    sub.add_argument("--ignore-index", type=int, metavar="LABEL", help="reference label to leave out (classes)")
+    sub.add_argument("--scale", type=float, default=10000, help="reflectance = value / SCALE (optical; default 10000)")
+    sub.add_argument("--reference-offset", type=float, default=0, help="added to the reference before scaling (Sentinel-2 L2A baseline >= 04.00: -1000)")
+    sub.add_argument("--reference-bands", type=int, nargs="+", metavar="BAND", help="1-based reference bands in the prediction's band order (default: by description, else file order)")
+    sub.add_argument("--tile", type=int, default=512, help="block size in pixels (default 512)")
+    sub.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    sub.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.set_defaults(command=evaluate)
 
     sub = commands.add_parser("demo", help="every command on a synthetic scene with tiny random-weight models", description=demo.run.__doc__)
     sub.add_argument("--folder", type=Path, help="where to write the scene, models and outputs (default: a new temporary folder)")
