@@ -19,11 +19,10 @@ from typing import Any
 import torch
 
 from ..errors import NotASavedModelError, UnreadableCheckpointError
-from ..weights.catalog import KNOWN_MODELS, PRITHVI_600M
 from ..weights.discovery import find_checkpoint
 from .loading import check_saved_tensors
-from .prithvi import PrithviSegmentation
-from .pretrained import ENCODER_PREFIX, PRITHVI_BACKBONES, build_from_recipe
+from .prithvi import PRITHVI_BACKBONES, PrithviSegmentation, base_model_spec
+from .pretrained import ENCODER_PREFIX, build_from_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ def load_lightning_checkpoint(
     encoder weights equal them, referred to by a later ``save_pretrained`` instead of copied.
     """
     run = read_lightning_checkpoint(path)
-    base = find_checkpoint(KNOWN_MODELS[PRITHVI_600M], checkpoint_path)
+    base = find_checkpoint(base_model_spec("EncoderDecoderFactory", run.model_args), checkpoint_path)
     model = build_from_recipe(
         "EncoderDecoderFactory", run.model_args, pretrained=True, checkpoint_path=base.path, device=device, dtype=dtype
     )

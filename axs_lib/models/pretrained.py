@@ -47,7 +47,7 @@ from ..errors import (
     NotASavedModelError,
     SavedModelNotFoundError,
 )
-from ..weights.catalog import CONFIG_FILENAME, KNOWN_MODELS, PRITHVI_600M
+from ..weights.catalog import CONFIG_FILENAME, KNOWN_MODELS, ModelSpec
 from ..weights.conversion import save_state_dict
 from ..weights.discovery import find_checkpoint
 from ..weights.fingerprint import hash_tensor
@@ -56,7 +56,7 @@ from ..weights.reading import StateDict, read_state_dict
 from . import _validation
 from ._terratorch import terratorch_module
 from .loading import check_saved_tensors, place
-from .prithvi import BuildRecipe, PrithviSegmentation, build_prithvi_600, patch_embedding
+from .prithvi import PRITHVI_BACKBONES, BuildRecipe, PrithviSegmentation, base_model_spec, build_prithvi_600, patch_embedding
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +68,6 @@ WEIGHTS_FILENAME = "model.safetensors"
 ADAPTER_WEIGHTS_FILENAME = "adapter_model.safetensors"
 BASE_FOLDER = "base"
 ENCODER_PREFIX = "model.encoder."
-PRITHVI_BACKBONES = ("axs_prithvi_eo_v2_600",)
-"""TerraTorch backbone names (registered by this library) a TerraTorch-built model may use."""
 
 REMOTE_CODE_MODULE = "modeling_axs_lib"
 """The module file written into each folder for transformers' remote-code loading (``auto_map``)."""
@@ -115,7 +113,8 @@ def save_pretrained(model: PrithviSegmentation, folder: str | os.PathLike, inclu
     folder = Path(folder).expanduser()
     _check_replaceable(folder)
     recipe = model.build_recipe
-    base_file = find_checkpoint(KNOWN_MODELS[PRITHVI_600M], recipe.checkpoint_path) if recipe.pretrained else None
+    base_spec = base_model_spec(recipe.factory, recipe.arguments)
+    base_file = find_checkpoint(base_spec, recipe.checkpoint_path) if recipe.pretrained else None
     trainable = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
     from_base = base_file is not None and recipe.encoder_is_base
 
@@ -141,10 +140,9 @@ def save_pretrained(model: PrithviSegmentation, folder: str | os.PathLike, inclu
         "auto_map": _AUTO_MAP,
     }
     if base_file is not None:
-        spec = KNOWN_MODELS[PRITHVI_600M]
         config["base_model"] = {
-            "name": spec.name,
-            "repo_id": spec.repo_id,
+            "name": base_spec.name,
+            "repo_id": base_spec.repo_id,
             "fingerprint": base_fingerprint(base_file.path),
             "frozen_weights_from_base": from_base,
             "included": include_base,
@@ -161,7 +159,7 @@ def save_pretrained(model: PrithviSegmentation, folder: str | os.PathLike, inclu
             # no embedding layers to save, and "auto" would look the base's name up on the Hub
             encoder.save_pretrained(str(target), save_embedding_layers=False)
         if base_file is not None and include_base:
-            _write_base_copy(base_file.path, target / BASE_FOLDER)
+            _write_base_copy(base_file.path, target / BASE_FOLDER, base_spec)
         (target / f"{REMOTE_CODE_MODULE}.py").write_text(_REMOTE_CODE)
         (target / CONFIG_FILENAME).write_text(json.dumps(config, indent=2) + "\n")
 
@@ -232,11 +230,7 @@ def build_from_recipe(
         )
     if factory != "EncoderDecoderFactory":
         raise InvalidArgumentError(f"unknown build factory {factory!r}; expected build_prithvi_600 or EncoderDecoderFactory")
-    backbone = arguments.get("backbone")
-    if backbone not in PRITHVI_BACKBONES:
-        raise InvalidArgumentError(
-            f"the model's backbone is {backbone!r}; only {', '.join(PRITHVI_BACKBONES)} models can be loaded here"
-        )
+    base_model_spec(factory, arguments)
     model_args = {**arguments, "backbone_pretrained": pretrained}
     if checkpoint_path is not None:
         model_args["backbone_ckpt_path"] = str(checkpoint_path)
@@ -429,9 +423,8 @@ def _encoder_keys(keys: Iterable[str]) -> list[str]:
     return [key for key in keys if key.startswith("encoder.")] or keys
 
 
-def _write_base_copy(base: Path, target: Path) -> None:
-    """The encoder tensors of the base file, under the published names, as ``Prithvi_EO_V2_600M.safetensors``."""
-    spec = KNOWN_MODELS[PRITHVI_600M]
+def _write_base_copy(base: Path, target: Path, spec: ModelSpec) -> None:
+    """The encoder tensors of the base file, under the published names, as ``<published stem>.safetensors``."""
     target.mkdir()
     state = read_state_dict(base)
     encoder = {key: state[key] for key in _encoder_keys(state)}

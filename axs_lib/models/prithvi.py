@@ -96,22 +96,47 @@ class PrithviSegmentation(nn.Module):
         self.build_recipe = build_recipe
 
     @property
+    def base_model(self) -> ModelSpec:
+        """The catalog entry of the Prithvi model the encoder was built as (and fine-tuned from, when pretrained)."""
+        if self.build_recipe is None:
+            return KNOWN_MODELS[PRITHVI_600M]
+        return base_model_spec(self.build_recipe.factory, self.build_recipe.arguments)
+
+    @property
+    def input_statistics(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Mean and standard deviation of the pretraining bands (reflectance x 10000), TerraTorch's for the base model."""
+        configuration = terratorch_module("models.backbones.prithvi_vit").prithvi_cfgs[self.base_model.builder]
+        return tuple(configuration["mean"]), tuple(configuration["std"])
+
+    @property
     def head_dtype(self) -> torch.dtype:
         return next(self.model.head.parameters()).dtype
 
-    def forward(self, images: torch.Tensor) -> SegmentationLogits:
-        """Logits for ``images`` ``[B, in_channels, H, W]``, computed in the model's dtype.
+    def forward(
+        self,
+        images: torch.Tensor,
+        temporal_coords: torch.Tensor | None = None,
+        location_coords: torch.Tensor | None = None,
+    ) -> SegmentationLogits:
+        """Logits for ``images`` ``[B, in_channels, H, W]`` (or a time stack ``[B, in_channels, T, H, W]`` for
+        an encoder built with ``num_frames=T``), computed in the model's dtype.
 
-        The result is a ``torch.Tensor`` that TerraTorch's tasks can also read as a ``ModelOutput``
-        (see :class:`SegmentationLogits`).
+        ``temporal_coords [B, T, 2]`` (year, day of year) and ``location_coords [B, 2]`` (lat, lon) go to a
+        TL encoder (``*_tl`` backbones), which adds them when given. The result is a ``torch.Tensor`` that
+        TerraTorch's tasks can also read as a ``ModelOutput`` (see :class:`SegmentationLogits`).
         """
-        if images.ndim != 4 or images.shape[1] != self.in_channels:
+        if images.ndim not in (4, 5) or images.shape[1] != self.in_channels:
             raise InvalidArgumentError(
-                f"expected images of shape [B, {self.in_channels}, H, W], got {list(images.shape)}; "
-                f"build the model with in_channels={images.shape[1] if images.ndim == 4 else '<bands>'} "
-                "to use other bands."
+                f"expected images of shape [B, {self.in_channels}, H, W] or [B, {self.in_channels}, T, H, W], got "
+                f"{list(images.shape)}; build the model with in_channels="
+                f"{images.shape[1] if images.ndim in (4, 5) else '<bands>'} to use other bands."
             )
-        logits = self.model(images.to(self.head_dtype)).output
+        coordinates = {
+            name: value.to(self.head_dtype)
+            for name, value in (("temporal_coords", temporal_coords), ("location_coords", location_coords))
+            if value is not None
+        }
+        logits = self.model(images.to(self.head_dtype), **coordinates).output
         logits = logits.unsqueeze(1) if logits.ndim == 3 else logits
         return logits.as_subclass(SegmentationLogits)
 
@@ -157,6 +182,28 @@ class BuildRecipe:
     pretrained: bool = True
     checkpoint_path: str | None = None
     encoder_is_base: bool = True
+
+
+PRITHVI_BACKBONES: dict[str, str] = {f"axs_{spec.builder}": spec.name for spec in PRITHVI_MODELS} | {"prithvi_600M": PRITHVI_600M}
+"""TerraTorch backbone names (registered by this library) a saved or Lightning-trained model may use, to the
+catalog name of the base weights each loads: every Prithvi EO backbone, and the legacy alias ``prithvi_600M``."""
+
+
+def base_model_spec(factory: str, arguments: dict[str, Any]) -> ModelSpec:
+    """The catalog entry of the base weights a recipe's encoder loads: Prithvi EO 2.0 600M for
+    ``build_prithvi_600``, the backbone's own model for ``EncoderDecoderFactory``.
+
+    Raises:
+        InvalidArgumentError: a backbone that is not one of :data:`PRITHVI_BACKBONES`.
+    """
+    if factory == "build_prithvi_600":
+        return KNOWN_MODELS[PRITHVI_600M]
+    backbone = arguments.get("backbone")
+    if backbone not in PRITHVI_BACKBONES:
+        raise InvalidArgumentError(
+            f"the model's backbone is {backbone!r}; a saved model's backbone is one of {', '.join(PRITHVI_BACKBONES)}"
+        )
+    return KNOWN_MODELS[PRITHVI_BACKBONES[backbone]]
 
 
 def patch_embedding(model: nn.Module) -> nn.Module:

@@ -24,7 +24,4 @@ S1GRD_MEAN_DB = (-12.599, -20.293)
 LINEAR_FLOOR = 1e-6
 
 PRITHVI_BANDS = ("BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2")
-PRITHVI_MEAN = (1087.0, 1342.0, 1433.0, 2734.0, 1958.0, 1363.0)
-PRITHVI_STD = (2248.0, 2179.0, 2178.0, 1850.0, 1242.0, 1049.0)
-"""Prithvi EO 2.0's pretraining statistics for HLS reflectance x 10000."""
 PRITHVI_FROM_S2L2A = tuple(S2L2A_NAMES.index(name) for name in PRITHVI_BANDS)

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..demo import command as demo
 from ..errors import AxsModelError, BaseModelMismatchError, InvalidSceneError, SceneInterruptedError
-from ..weights.catalog import KNOWN_MODELS, PRITHVI_600M, terramind_model
+from ..weights.catalog import KNOWN_MODELS, terramind_model
 from ..weights.discovery import find_checkpoint
 from ..weights.fingerprint import module_fingerprint
 from . import bands as B
@@ -84,8 +84,9 @@ def segment(args: argparse.Namespace) -> list[Path]:
             f"{len(B.PRITHVI_BANDS)} only: standardise the input yourself and pass --no-standardize"
         )
     scene = SceneInput.open(args.input, model.in_channels, B.PRITHVI_BANDS if standardize else ())
-    mean = torch.tensor(B.PRITHVI_MEAN)[:, None, None]
-    std = torch.tensor(B.PRITHVI_STD)[:, None, None]
+    model_mean, model_std = model.input_statistics
+    mean = torch.tensor(model_mean)[:, None, None]
+    std = torch.tensor(model_std)[:, None, None]
 
     def predict(batch: torch.Tensor) -> torch.Tensor:
         if standardize:
@@ -94,10 +95,10 @@ def segment(args: argparse.Namespace) -> list[Path]:
             return as_tensor(model(batch.to(device)))
 
     fingerprints = weights_fingerprints(segmentation=model)
-    provenance = _provenance(args, "segment", fingerprints)
+    provenance = _provenance(args, "segment", fingerprints, model.base_model.name)
     output = _segmentation_output(args.output, model.num_classes, args.probabilities, args.quicklook, provenance)
     run_scene(
-        scene, {"classes": output}, predict, fill=B.PRITHVI_MEAN if standardize else 0.0,
+        scene, {"classes": output}, predict, fill=model_mean if standardize else 0.0,
         run={"command": "segment", **_model_identity(args.model), "standardize": standardize,
              "weights": fingerprints},
         **_common(args, device, model.patch_size),
@@ -139,8 +140,9 @@ def pipeline(args: argparse.Namespace) -> list[Path]:
     generator, _ = _generator(args)
     to_db = _sar_to_db(args.linear)
     selected = list(B.PRITHVI_FROM_S2L2A)
-    mean = torch.tensor(B.PRITHVI_MEAN)[:, None, None]
-    std = torch.tensor(B.PRITHVI_STD)[:, None, None]
+    model_mean, model_std = model.input_statistics
+    mean = torch.tensor(model_mean)[:, None, None]
+    std = torch.tensor(model_std)[:, None, None]
 
     def predict(batch: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.inference_mode():
@@ -150,7 +152,7 @@ def pipeline(args: argparse.Namespace) -> list[Path]:
         return {"classes": logits, "optical": optical}
 
     fingerprints = weights_fingerprints(segmentation=model, generator=generator)
-    provenance = _provenance(args, "pipeline", fingerprints)
+    provenance = _provenance(args, "pipeline", fingerprints, model.base_model.name)
     outputs = {"classes": _segmentation_output(args.output, model.num_classes, args.probabilities, args.quicklook, provenance)}
     if args.optical:
         outputs["optical"] = _optical_output(args.optical, args.as_float, None, provenance, args.generator)
@@ -263,11 +265,14 @@ def _optical_output(path: Path, as_float: bool, quicklook: Path | None, provenan
     )
 
 
-def _provenance(args: argparse.Namespace, command: str, fingerprints: dict[str, str]) -> Provenance:
-    """What the outputs' tags and STAC items say made them; ``fingerprints`` by role, from :func:`weights_fingerprints`."""
+def _provenance(
+    args: argparse.Namespace, command: str, fingerprints: dict[str, str], segmentation_base: str | None = None
+) -> Provenance:
+    """What the outputs' tags and STAC items say made them: ``fingerprints`` by role (:func:`weights_fingerprints`),
+    the segmentation model's base model by catalog name."""
     models = []
     if "segmentation" in fingerprints:
-        models.append(ModelUse("segmentation", PRITHVI_600M, fingerprints["segmentation"], str(args.model.resolve())))
+        models.append(ModelUse("segmentation", segmentation_base, fingerprints["segmentation"], str(args.model.resolve())))
     if "generator" in fingerprints:
         name = terramind_model(args.generator)
         checkpoint = find_checkpoint(KNOWN_MODELS[name], args.checkpoint_path)
@@ -281,7 +286,7 @@ def _segmentation_description(
     args: argparse.Namespace, model, input_bands: tuple[str, ...], standardize: bool, generator: ModelDescription | None = None
 ) -> ModelDescription:
     recipe = model.build_recipe.arguments if model.build_recipe is not None else {}
-    architecture = f"{PRITHVI_600M} ViT encoder + {recipe.get('decoder', 'UperNetDecoder')} (TerraTorch)"
+    architecture = f"{model.base_model.name} ViT encoder + {recipe.get('decoder', 'UperNetDecoder')} (TerraTorch)"
     if generator is not None:
         architecture = f"{generator.architecture}, then {architecture} on {', '.join(B.PRITHVI_BANDS)}"
     return ModelDescription(
@@ -292,7 +297,7 @@ def _segmentation_description(
         ),
         output_bands=["class"], href=str(args.model.resolve()),
         artifact_type="lightning.ckpt" if args.model.is_file() else "axs_lib.save_pretrained",
-        input_mean=B.PRITHVI_MEAN if standardize else (), input_std=B.PRITHVI_STD if standardize else (),
+        input_mean=model.input_statistics[0] if standardize else (), input_std=model.input_statistics[1] if standardize else (),
         classes=_class_names(max(model.num_classes, 2)),
     )
 

@@ -1,0 +1,127 @@
+"""Fine-tuned on any Prithvi EO backbone: a TerraTorch run's checkpoint becomes a shareable folder that loads,
+in a new process, with the same logits; the folder names the base model it was fine-tuned from."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import lightning.pytorch as pl
+import pytest
+import rasterio
+import torch
+from terratorch.models.backbones.prithvi_vit import prithvi_cfgs
+from terratorch.tasks import SemanticSegmentationTask
+
+from axs_lib.errors import InvalidArgumentError
+from axs_lib.models import PrithviSegmentation
+from axs_lib.demo.synthetic_scene import write_synthetic_scene
+from axs_lib.models.pretrained import base_fingerprint, build_from_recipe
+from axs_lib.weights.catalog import KNOWN_MODELS
+from test_pretrained import LOAD_IN_FRESH_PROCESS, load_in_fresh_process
+
+FAMILY_MEMBERS = ["Prithvi-EO-1.0-100M", "Prithvi-EO-2.0-300M-TL"]
+"""EO 1.0 (flat checkpoint layout, 16-pixel patches) and a TL model (time and location inputs)."""
+
+
+@pytest.fixture
+def weights(tiny_weights, use_weights):
+    return use_weights(tiny_weights)
+
+
+def tile(name: str) -> int:
+    return 4 * prithvi_cfgs[KNOWN_MODELS[name].builder]["patch_size"][-1]
+
+
+def model_args(name: str) -> dict:
+    """The shipped YAML's model, on another backbone of the family (tiny depth: 4 blocks)."""
+    return {
+        "backbone": f"axs_{KNOWN_MODELS[name].builder}", "backbone_pretrained": True, "backbone_img_size": tile(name),
+        "necks": [{"name": "SelectIndices", "indices": [0, 1, 2, 3]}, {"name": "ReshapeTokensToImage"},
+                  {"name": "LearnedInterpolateToPyramidal"}],
+        "decoder": "UperNetDecoder", "decoder_channels": 16, "num_classes": 2,
+        "peft_config": {"method": "LORA", "replace_qkv": "qkv",
+                        "peft_config_kwargs": {"r": 4, "lora_alpha": 8, "target_modules": ["qkv.q_linear", "qkv.v_linear"]}},
+    }
+
+
+def trained_checkpoint(name: str, folder) -> tuple:
+    """Two training steps of TerraTorch's task on random tiles; Lightning's checkpoint of the run."""
+    task = SemanticSegmentationTask(model_factory="EncoderDecoderFactory", model_args=model_args(name), loss="ce",
+                                    ignore_index=-1, lr=1e-2)
+    size = tile(name)
+    samples = [{"image": torch.randn(6, size, size), "mask": torch.randint(0, 2, (size, size))} for _ in range(4)]
+    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(task, train_dataloaders=torch.utils.data.DataLoader(samples, batch_size=2))
+    trainer.save_checkpoint(folder / "run.ckpt")
+    return folder / "run.ckpt", task
+
+
+@pytest.mark.parametrize("name", FAMILY_MEMBERS)
+def test_a_run_on_any_prithvi_backbone_saves_and_reloads_in_a_new_process(name, weights, tmp_path):
+    checkpoint, task = trained_checkpoint(name, tmp_path)
+    model = PrithviSegmentation.from_pretrained(checkpoint)
+    size = tile(name)
+    images = torch.randn(2, 6, size, size, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(model(images).output, task.model.eval()(images).output)
+
+    folder = model.save_pretrained(tmp_path / "fine-tuned")
+    config = json.loads((folder / "config.json").read_text())
+    base_file = weights / name / KNOWN_MODELS[name].filename
+    assert config["base_model"]["name"] == name
+    assert config["base_model"]["fingerprint"] == base_fingerprint(base_file)
+    assert config["base_model"]["frozen_weights_from_base"]
+    reloaded = load_in_fresh_process(folder, images, tmp_path, weights, LOAD_IN_FRESH_PROCESS)
+    with torch.no_grad():
+        assert torch.equal(reloaded["folder"], model(images).output)
+        assert torch.equal(reloaded["auto"], model(images).output)
+
+
+def test_a_tl_model_uses_time_and_location_and_takes_time_stacks(weights):
+    name = "Prithvi-EO-2.0-300M-TL"
+    arguments = {**model_args(name), "backbone_num_frames": 2, "necks": [
+        {"name": "SelectIndices", "indices": [0, 1, 2, 3]}, {"name": "ReshapeTokensToImage", "effective_time_dim": 2},
+        {"name": "LearnedInterpolateToPyramidal"}]}
+    model = build_from_recipe("EncoderDecoderFactory", arguments, pretrained=True, checkpoint_path=None,
+                              device=torch.device("cpu"), dtype=None).eval()
+    size = tile(name)
+    stack = torch.randn(1, 6, 2, size, size)
+    spring = {"temporal_coords": torch.tensor([[[2021.0, 100.0], [2021.0, 130.0]]]), "location_coords": torch.tensor([[45.5, 9.2]])}
+    autumn = {**spring, "temporal_coords": torch.tensor([[[2021.0, 280.0], [2021.0, 310.0]]])}
+    with torch.no_grad():
+        logits = model(stack, **spring)
+        assert logits.shape == (1, 2, size, size)
+        assert not torch.equal(logits, model(stack, **autumn))
+        assert not torch.equal(logits, model(stack))
+
+
+def test_a_backbone_outside_the_family_is_refused_by_name(weights):
+    with pytest.raises(InvalidArgumentError, match="'terramind_v1_base'.*axs_prithvi_eo_v2_300_tl"):
+        build_from_recipe("EncoderDecoderFactory", {**model_args("Prithvi-EO-2.0-300M"), "backbone": "terramind_v1_base"},
+                          pretrained=True, checkpoint_path=None, device=torch.device("cpu"), dtype=None)
+
+
+def test_the_scene_command_segments_with_a_model_of_another_family_member_and_its_statistics(weights, tmp_path):
+    name = "Prithvi-EO-1.0-100M"
+    model = build_from_recipe("EncoderDecoderFactory", model_args(name), pretrained=True, checkpoint_path=None,
+                              device=torch.device("cpu"), dtype=None)
+    folder = model.save_pretrained(tmp_path / "v1-model")
+    scene = write_synthetic_scene(tmp_path / "scene", size=96)
+    output = tmp_path / "classes.tif"
+    result = subprocess.run(
+        [sys.executable, "-m", "axs_lib.scenes", "segment", str(scene.hls), str(output), "--model", str(folder),
+         "--tile", str(tile(name)), "--overlap", "16", "--quiet", "--stac"],
+        env={**os.environ, "AXS_WEIGHTS_DIR": str(weights), "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with rasterio.open(output) as written:
+        assert written.tags()["AXS_SEGMENTATION_MODEL"] == name
+    item = json.loads(output.with_suffix(".json").read_text())
+    (model_input,) = item["properties"]["mlm:input"]
+    standardised_with = [scaling["mean"] for scaling in model_input["value_scaling"]]
+    assert standardised_with == prithvi_cfgs["prithvi_eo_v1_100"]["mean"] != prithvi_cfgs["prithvi_eo_v2_600"]["mean"]
