@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import rasterio
 import torch
@@ -125,3 +126,41 @@ def test_the_scene_command_segments_with_a_model_of_another_family_member_and_it
     (model_input,) = item["properties"]["mlm:input"]
     standardised_with = [scaling["mean"] for scaling in model_input["value_scaling"]]
     assert standardised_with == prithvi_cfgs["prithvi_eo_v1_100"]["mean"] != prithvi_cfgs["prithvi_eo_v2_600"]["mean"]
+
+
+def run_segment(*arguments: str, weights) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "axs_lib.scenes", "segment", *arguments, "--quiet"],
+        env={**os.environ, "AXS_WEIGHTS_DIR": str(weights), "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
+        timeout=600,
+    )
+
+
+def test_the_scene_command_segments_a_time_stack_with_its_dates_and_the_scene_centre(weights, tmp_path):
+    name = "Prithvi-EO-2.0-300M-TL"
+    arguments = {**model_args(name), "backbone_num_frames": 2, "necks": [
+        {"name": "SelectIndices", "indices": [0, 1, 2, 3]}, {"name": "ReshapeTokensToImage", "effective_time_dim": 2},
+        {"name": "LearnedInterpolateToPyramidal"}]}
+    model = build_from_recipe("EncoderDecoderFactory", arguments, pretrained=True, checkpoint_path=None,
+                              device=torch.device("cpu"), dtype=None)
+    folder = model.save_pretrained(tmp_path / "tl-model")
+    scene = write_synthetic_scene(tmp_path / "scene", size=84)
+    stack = tmp_path / "stack.tif"  # the layout docs/scenes.md documents: date 1's six bands, then date 2's
+    with rasterio.open(scene.hls) as source:
+        first = source.read().astype("float32")
+        profile = {**source.profile, "count": 12, "dtype": "float32"}
+    with rasterio.open(stack, "w", **profile) as out:
+        out.write(np.concatenate([first, first[::-1] * 0.5]))
+    window = ["--model", str(folder), "--tile", str(tile(name)), "--overlap", "14", "--probabilities"]
+
+    spring = run_segment(str(stack), str(tmp_path / "spring.tif"), *window, "--dates", "2021-04-10", "2021-05-10", weights=weights)
+    autumn = run_segment(str(stack), str(tmp_path / "autumn.tif"), *window, "--dates", "2021-09-10", "2021-10-10", weights=weights)
+    assert spring.returncode == 0 and autumn.returncode == 0, spring.stderr[-2000:] + autumn.stderr[-2000:]
+    with rasterio.open(tmp_path / "spring.tif") as one, rasterio.open(tmp_path / "autumn.tif") as other:
+        assert one.read().shape == (2, 84, 84)
+        assert not np.array_equal(one.read(), other.read())  # the dates reach the model
+
+    wrong = run_segment(str(stack), str(tmp_path / "wrong.tif"), *window, "--dates", "2021-04-10", weights=weights)
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip().splitlines()[-1].endswith(
+        "--dates gives 1 date(s); the model takes 2 time step(s), one date each")

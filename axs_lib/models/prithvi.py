@@ -109,6 +109,26 @@ class PrithviSegmentation(nn.Module):
         return tuple(configuration["mean"]), tuple(configuration["std"])
 
     @property
+    def num_frames(self) -> int:
+        """Time steps the encoder takes: images are ``[B, in_channels, num_frames, H, W]`` when above 1."""
+        return self._encoder.num_frames
+
+    @property
+    def coordinates(self) -> tuple[str, ...]:
+        """The coordinates the encoder adds when given: ``"temporal_coords"``, ``"location_coords"``, or none."""
+        encoder = self._encoder
+        return tuple(
+            name
+            for name, used in (("temporal_coords", encoder.temporal_encoding), ("location_coords", encoder.location_encoding))
+            if used
+        )
+
+    @property
+    def _encoder(self) -> nn.Module:
+        vit = terratorch_module("models.backbones.prithvi_mae").PrithviViT
+        return next(module for module in self.model.modules() if isinstance(module, vit))
+
+    @property
     def head_dtype(self) -> torch.dtype:
         return next(self.model.head.parameters()).dtype
 

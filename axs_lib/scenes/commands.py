@@ -7,6 +7,7 @@ import json
 import math
 import sys
 import time
+from datetime import date
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -75,7 +76,8 @@ def weights_fingerprints(**models: nn.Module) -> dict[str, str]:
 
 
 def segment(args: argparse.Namespace) -> list[Path]:
-    """A class map (or class probabilities) from a Prithvi segmentation model, over a reflectance scene."""
+    """A class map (or class probabilities) from a Prithvi segmentation model, over a reflectance scene; for a
+    model built with num_frames=T, over a time stack (T x the model's bands, date by date, with --dates)."""
     model, device = _segmentation_model(args)
     standardize = not args.no_standardize
     if standardize and model.in_channels != len(B.PRITHVI_BANDS):
@@ -83,28 +85,55 @@ def segment(args: argparse.Namespace) -> list[Path]:
             f"the model takes {model.in_channels} bands; standardisation knows Prithvi's "
             f"{len(B.PRITHVI_BANDS)} only: standardise the input yourself and pass --no-standardize"
         )
-    scene = SceneInput.open(args.input, model.in_channels, B.PRITHVI_BANDS if standardize else ())
+    frames = model.num_frames
+    scene = SceneInput.open(
+        args.input, model.in_channels * frames, B.PRITHVI_BANDS if standardize and frames == 1 else ()
+    )
+    coordinates = _coordinates(args, scene, model)
     model_mean, model_std = model.input_statistics
-    mean = torch.tensor(model_mean)[:, None, None]
-    std = torch.tensor(model_std)[:, None, None]
+    mean = torch.tensor(model_mean)[:, None, None, None]
+    std = torch.tensor(model_std)[:, None, None, None]
 
     def predict(batch: torch.Tensor) -> torch.Tensor:
+        stack = batch.unflatten(1, (frames, model.in_channels)).transpose(1, 2)  # [B, C, T, H, W]
         if standardize:
-            batch = (batch - mean) / std
+            stack = (stack - mean) / std
+        images = stack if frames > 1 else stack[:, :, 0]
+        given = {name: value.expand(len(batch), *value.shape[1:]).to(device) for name, value in coordinates.items()}
         with torch.inference_mode():
-            return as_tensor(model(batch.to(device)))
+            return as_tensor(model(images.to(device), **given))
 
     fingerprints = weights_fingerprints(segmentation=model)
     provenance = _provenance(args, "segment", fingerprints, model.base_model.name)
     output = _segmentation_output(args.output, model.num_classes, args.probabilities, args.quicklook, provenance)
     run_scene(
-        scene, {"classes": output}, predict, fill=model_mean if standardize else 0.0,
+        scene, {"classes": output}, predict, fill=model_mean * frames if standardize else 0.0,
         run={"command": "segment", **_model_identity(args.model), "standardize": standardize,
-             "weights": fingerprints},
+             "coordinates": {name: value.tolist() for name, value in coordinates.items()}, "weights": fingerprints},
         **_common(args, device, model.patch_size),
     )
-    description = _segmentation_description(args, model, B.PRITHVI_BANDS, standardize)
+    description = _segmentation_description(args, model, B.PRITHVI_BANDS * frames, standardize)
     return _written(args, {"classes": (output, args.input, description)}, provenance)
+
+
+def _coordinates(args: argparse.Namespace, scene: SceneInput, model) -> dict[str, torch.Tensor]:
+    """What a TL model adds: ``temporal_coords [1, T, 2]`` (year, day of year) from ``--dates``, and
+    ``location_coords [1, 2]`` (lat, lon) of the scene's centre. Nothing for a model without them."""
+    uses = model.coordinates
+    dates = args.dates or []
+    if dates and "temporal_coords" not in uses:
+        raise InvalidSceneError(f"--dates given, but the model ({model.base_model.name}) does not take acquisition dates")
+    if dates and len(dates) != model.num_frames:
+        raise InvalidSceneError(
+            f"--dates gives {len(dates)} date(s); the model takes {model.num_frames} time step(s), one date each"
+        )
+    coordinates = {}
+    if dates:
+        days = [[float(day.year), float(day.timetuple().tm_yday)] for day in dates]
+        coordinates["temporal_coords"] = torch.tensor([days])
+    if "location_coords" in uses:
+        coordinates["location_coords"] = torch.tensor([scene.centre_lat_lon()])
+    return coordinates
 
 
 def sar_to_optical(args: argparse.Namespace) -> list[Path]:
@@ -277,7 +306,8 @@ def _provenance(
         name = terramind_model(args.generator)
         checkpoint = find_checkpoint(KNOWN_MODELS[name], args.checkpoint_path)
         models.append(ModelUse("generator", name, fingerprints["generator"], str(checkpoint.path.resolve())))
-    options = {name: str(value) if isinstance(value, Path) else value for name, value in vars(args).items() if name != "command"}
+    given = {name: value for name, value in vars(args).items() if name != "command"}
+    options = json.loads(json.dumps(given, default=str))  # paths and dates as text
     generation = {"seed": args.seed, "timesteps": args.timesteps} if "generator" in fingerprints else {}
     return Provenance(command, options, models, generation)
 
@@ -427,6 +457,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("output", type=Path, help="GeoTIFF to write")
     segmentation(sub)
     sub.add_argument("--no-standardize", action="store_true", help="the input is already standardised: skip Prithvi's mean/std")
+    sub.add_argument("--dates", type=date.fromisoformat, nargs="+", metavar="YYYY-MM-DD",
+                     help="acquisition date of each time step, for models that take them (Prithvi *_tl)")
     common(sub, 224)
     sub.set_defaults(command=segment)
 

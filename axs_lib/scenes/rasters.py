@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.errors import RasterioIOError
+from rasterio.warp import transform as transform_coordinates
 from rasterio.windows import Window as RasterWindow
 
 from ..errors import InvalidSceneError, OutputExistsError
@@ -83,6 +84,12 @@ class SceneInput:
         else:
             indexes = tuple(range(1, count + 1))
         return cls(path, height, width, indexes, profile)
+
+    def centre_lat_lon(self) -> tuple[float, float]:
+        """Latitude and longitude (WGS84 degrees) of the scene's centre."""
+        x, y = self.profile["transform"] * (self.width / 2, self.height / 2)
+        (lon,), (lat,) = transform_coordinates(self.profile["crs"], "EPSG:4326", [x], [y])
+        return lat, lon
 
     def fingerprint(self) -> dict:
         stat = self.path.stat()
