@@ -143,8 +143,40 @@ CASES: dict[str, Case] = {
             ours_kwargs={"img_size": 224},
             probes=(Probe("blocks.0.attn.qkv.weight", "encoder.blocks.0.attn.qkv.weight"),),
         ),
+        *(
+            Case(
+                name=f"terramind_{size}_backbone",
+                checkpoints=(f"TerraMind-1.0-{size}",),
+                stock_registry="backbone",
+                stock_builder=f"terramind_v1_{size}",
+                stock_builder_tiny="terramind_v1_tiny",
+                stock_kwargs={"modalities": BACKBONE_MODALITIES},
+                ours_factory="build_terramind_backbone",
+                ours_kwargs={"modalities": BACKBONE_MODALITIES, "variant": size},
+                probes=(Probe("encoder.0.attn.qkv.weight", "encoder.0.attn.qkv.weight"),),
+            )
+            for size in ("tiny", "small", "base")
+        ),
+        *(
+            Case(
+                name=f"prithvi_{size}_tl",
+                checkpoints=(f"Prithvi-EO-2.0-{size}M-TL",),
+                stock_registry="backbone",
+                stock_builder=f"prithvi_eo_v2_{size}_tl",
+                stock_builder_tiny=f"prithvi_eo_v2_{size}_tl",
+                stock_kwargs={"num_frames": 1},
+                ours_factory="build_prithvi_backbone",
+                ours_kwargs={"variant": f"prithvi_eo_v2_{size}_tl", "img_size": 224},
+                probes=(Probe("blocks.0.attn.qkv.weight", "encoder.blocks.0.attn.qkv.weight"),),
+            )
+            for size in ("100", "300")
+        ),
     )
 }
+"""The three models of the first table (default), then one model per size class of the two families
+(``--models size-classes``): TerraMind 1.0 tiny, small and base, Prithvi EO 2.0 100M-TL and 300M-TL."""
+DEFAULT_CASES = ("terramind_backbone", "terramind_generator", "prithvi")
+SIZE_CLASS_CASES = tuple(name for name in CASES if name not in DEFAULT_CASES)
 
 
 @dataclass
@@ -191,30 +223,25 @@ class LoadRun:
 # ---------------------------------------------------------------------------------------------- checkpoints
 
 
-def full_terramind_state_dict() -> dict[str, torch.Tensor]:
-    """The published TerraMind 1.0 Large MAE checkpoint's keys, for every modality, real shapes."""
-    return _import_tiny_weights().terramind_state_dict("terramind_v1_large")
-
-
 def full_tokenizer_state_dict() -> dict[str, torch.Tensor]:
     """The S2L2A tokenizer (TerraTorch's ``terramind_v1_tokenizer_s2l2a``), real shapes."""
     tiny_weights = _import_tiny_weights()
     return tiny_weights.tokenizer_state_dict(TOKENIZER_S2L2A, enc_type="vit_b_enc", dec_type="unet_patched")
 
 
-def full_prithvi_state_dict() -> dict[str, torch.Tensor]:
-    """The published Prithvi EO 2.0 600M MAE checkpoint's keys (``encoder.*``, ``decoder.*``), real shapes."""
+def full_state_dict(model: str) -> dict[str, torch.Tensor]:
+    """The published checkpoint's keys of ``model`` (a catalog name), real shapes, random values."""
     from terratorch.models.backbones.prithvi_vit import prithvi_cfgs
 
-    architecture = {key: value for key, value in prithvi_cfgs["prithvi_eo_v2_600"].items() if key.startswith("decoder_")}
-    return _import_tiny_weights().prithvi_state_dict(**architecture)
+    from axs_lib.weights.catalog import KNOWN_MODELS
 
-
-FULL_SIZE_WRITERS: dict[str, Callable[[], dict[str, torch.Tensor]]] = {
-    TERRAMIND: full_terramind_state_dict,
-    TOKENIZER_S2L2A: full_tokenizer_state_dict,
-    PRITHVI: full_prithvi_state_dict,
-}
+    if model == TOKENIZER_S2L2A:
+        return full_tokenizer_state_dict()
+    builder = KNOWN_MODELS[model].builder
+    if builder.startswith("terramind_v1_"):
+        return _import_tiny_weights().terramind_state_dict(builder)
+    architecture = {key: value for key, value in prithvi_cfgs[builder].items() if key.startswith("decoder_")}
+    return _import_tiny_weights().prithvi_state_dict(variant=builder, **architecture)
 
 
 def _import_tiny_weights() -> ModuleType:
@@ -238,7 +265,7 @@ def write_checkpoint(root: Path, model: str, tiny: bool) -> tuple[Path, float]:
 
         path = root / model / KNOWN_MODELS[model].filename
         path.parent.mkdir(parents=True, exist_ok=True)
-        state_dict = FULL_SIZE_WRITERS[model]()
+        state_dict = full_state_dict(model)
         torch.save(state_dict, path)
         del state_dict
     return path, time.perf_counter() - start
@@ -401,8 +428,8 @@ def child_job(case: Case, way: str, root: Path, tiny: bool) -> dict[str, Any]:
         kwargs = {**case.ours_kwargs, "checkpoint_path": str(root / case.checkpoints[0])}
         return {"way": way, "tiny": tiny, "builder": case.ours_factory, "kwargs": kwargs, "probes": probes}
     kwargs = {"pretrained": True, "ckpt_path": published[case.checkpoints[0]], **case.stock_kwargs}
-    if tiny and case.name == "prithvi":
-        kwargs.update(_import_tiny_weights().TINY_PRITHVI)
+    if tiny and case.stock_builder.startswith("prithvi_"):
+        kwargs.update(_import_tiny_weights().tiny_prithvi(case.stock_builder))
     builder = case.stock_builder_tiny if tiny else case.stock_builder
     return {"way": way, "tiny": tiny, "registry": case.stock_registry, "builder": builder, "kwargs": kwargs,
             "probes": probes}
@@ -641,7 +668,8 @@ def report(summaries: list[dict[str, Any]], runs: list[LoadRun], written: list[W
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="loads per model and way (default 3)")
-    parser.add_argument("--models", nargs="+", choices=list(CASES), default=list(CASES), help="models to load")
+    parser.add_argument("--models", nargs="+", choices=[*CASES, "size-classes"], default=list(DEFAULT_CASES),
+                        help="models to load (default: %(default)s; size-classes: one per size class of each family)")
     parser.add_argument("--workdir", type=Path, help="where checkpoints are written (default: a new temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the written checkpoints")
     parser.add_argument("--json", type=Path, help="write every raw figure to this file")
@@ -670,7 +698,8 @@ def remove_written(root: Path, models: list[str], created_root: bool) -> None:
 
 
 def benchmark(arguments: argparse.Namespace) -> int:
-    cases = [CASES[name] for name in arguments.models]
+    names = [name for given in arguments.models for name in (SIZE_CLASS_CASES if given == "size-classes" else (given,))]
+    cases = [CASES[name] for name in dict.fromkeys(names)]
     models = needed_checkpoints(cases)
     created_root = arguments.workdir is None or not arguments.workdir.exists()
     root = (arguments.workdir or Path(tempfile.mkdtemp(prefix="axs-bench-"))).resolve()

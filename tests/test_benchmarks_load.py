@@ -7,13 +7,14 @@ import re
 
 from helpers import run_benchmark
 
-MODELS = ("terramind_backbone", "terramind_generator", "prithvi")
+MODELS = ("terramind_backbone", "terramind_generator", "prithvi", "prithvi_300_tl")
+"""The default three, and one of the size-class models (another family member, TL)."""
 
 
 def test_tiny_benchmark_prints_a_ratio_per_model(tmp_path):
     results = tmp_path / "results.json"
     completed = run_benchmark(
-        "load.py", "--tiny", "--rounds", "1", "--workdir", str(tmp_path / "work"), "--json", str(results)
+        "load.py", "--tiny", "--rounds", "1", "--workdir", str(tmp_path / "work"), "--json", str(results), "--models", *MODELS
     )
 
     rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
@@ -31,5 +32,5 @@ def test_tiny_benchmark_prints_a_ratio_per_model(tmp_path):
     runs = json.loads(results.read_text())["runs"]
     assert {(run["case"], run["way"]) for run in runs if run["error"] is None} == {
         ("terramind_backbone", "stock"), ("terramind_backbone", "ours"), ("terramind_generator", "ours"),
-        ("prithvi", "stock"), ("prithvi", "ours"),
+        ("prithvi", "stock"), ("prithvi", "ours"), ("prithvi_300_tl", "stock"), ("prithvi_300_tl", "ours"),
     }
