@@ -2,7 +2,7 @@
 
 import sys
 
-from axs_lib.register_models import main
+from axs_lib.cli.register_models import main
 
 if __name__ == "__main__":
     sys.exit(main())

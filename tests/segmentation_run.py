@@ -65,10 +65,10 @@ def prepare(root: Path) -> Path:
 
 
 def run_cli(arguments: list[str], cwd: Path, weights: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    """``python -m axs_lib.terratorch <arguments>`` in a fresh process that finds ``weights``, offline."""
+    """``python -m axs_lib.cli.terratorch <arguments>`` in a fresh process that finds ``weights``, offline."""
     env = {**os.environ, "AXS_WEIGHTS_DIR": str(weights), "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cwd / "hf-cache")}
     env.pop("PYTHONPATH", None)
     return subprocess.run(
-        [sys.executable, "-m", "axs_lib.terratorch", *arguments], cwd=cwd, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "axs_lib.cli.terratorch", *arguments], cwd=cwd, env=env, capture_output=True, text=True,
         timeout=timeout,
     )

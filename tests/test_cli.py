@@ -57,7 +57,7 @@ def test_register_models_json_is_the_report(tiny_weights, cli_env, isolated_sear
 def test_register_models_without_weights_says_how_to_download_and_fails(cli_env, isolated_search):
     result = run(["register_models.py"], cli_env, project_weights=isolated_search)
     assert result.returncode == 1
-    assert "ERROR: No models found. Please download models first." in result.stderr
+    assert "error: No models found. Please download models first." in result.stderr
     assert "axs-setup" in result.stderr
 
 
@@ -73,7 +73,7 @@ def test_a_download_that_cannot_happen_says_why_in_one_line(tmp_path, cli_env, i
     result = run(["axs_lib/setup.py", "--models", "Prithvi-EO-2.0-600M", "--weights-dir", str(tmp_path)],
                  {**cli_env, **environment}, project_weights=isolated_search)
     assert result.returncode == 2
-    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and reason in errors[0]
     assert f"Prithvi_EO_V2_600M.pt into {tmp_path / 'Prithvi-EO-2.0-600M'}/" in errors[0]
     assert "Traceback" not in result.stderr
@@ -126,3 +126,17 @@ def test_pip_installs_the_command_line_tools_and_they_run_from_any_folder(tmp_pa
     result = subprocess.run([executable, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: {script}")
+
+
+def test_every_tool_reports_a_failure_as_one_error_line_whose_exit_code_says_whose_fault_it_was(capsys):
+    from axs_lib.cli.errors import BAD_INPUT, FAILED, fail
+    from axs_lib.errors import InvalidArgumentError, SceneInterruptedError
+
+    wrong_input = InvalidArgumentError("lora_r must be positive,\n  got 0")
+    assert fail(wrong_input, wrong_input) == BAD_INPUT == 2
+    interrupted = SceneInterruptedError("disk full", "free some space", "continue from window 3 of 9", "out.tif.partial")
+    assert fail("disk full", interrupted) == FAILED == 1
+    assert fail("nothing to convert", code=FAILED) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: lora_r must be positive, got 0", "error: disk full", "error: nothing to convert",
+    ]

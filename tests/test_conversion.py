@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from axs_lib import setup as setup_cli
+from axs_lib.cli import setup as setup_cli
 from axs_lib.models import KNOWN_MODELS, build_prithvi_600_backbone, convert_to_safetensors, find_checkpoint
 from axs_lib.weights import conversion, provenance
 from axs_lib.weights.catalog import CONVERTED_FILENAME, PRITHVI_600M

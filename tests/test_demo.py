@@ -41,7 +41,7 @@ def test_the_synthetic_scene_is_one_grid_whose_references_agree_with_its_inputs(
 def test_the_demo_runs_every_command_from_a_fresh_process_and_says_the_weights_are_random(tmp_path):
     folder = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "axs_lib.scenes", "demo", "--folder", str(folder)],
+        [sys.executable, "-m", "axs_lib.cli.scenes", "demo", "--folder", str(folder)],
         env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=900,
     )
 

@@ -144,7 +144,7 @@ def test_the_prithvi_rows_are_terratorchs_published_checkpoints():
 def test_setup_downloads_each_prithvi_model_and_discovery_finds_it(spec, tiny_weights, tmp_path, monkeypatch, use_weights):
     import huggingface_hub
 
-    from axs_lib import setup as setup_cli
+    from axs_lib.cli import setup as setup_cli
 
     asked = []
 

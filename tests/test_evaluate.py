@@ -19,7 +19,7 @@ from scipy.ndimage import minimum_filter
 from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassF1Score, MulticlassJaccardIndex
 from torchmetrics.functional.image import peak_signal_noise_ratio, spectral_angle_mapper, structural_similarity_index_measure
 
-from axs_lib.scenes.commands import main
+from axs_lib.cli.scenes import main
 from axs_lib.scenes.evaluation import evaluate_scene
 from axs_lib.scenes.metrics import SSIM_HALO
 
@@ -311,7 +311,7 @@ def test_the_table_shows_every_band_and_the_spectral_angle(optical, capsys):
 
 def test_the_command_prints_json_in_a_fresh_process(classes):
     result = subprocess.run(
-        [sys.executable, "-m", "axs_lib.scenes", "evaluate", str(classes["prediction"]), str(classes["ignored"]),
+        [sys.executable, "-m", "axs_lib.cli.scenes", "evaluate", str(classes["prediction"]), str(classes["ignored"]),
          "--ignore-index", str(IGNORED), "--json", "--quiet", "--tile", str(TILE)],
         env={**os.environ, "LIGHTLY_DID_VERSION_CHECK": "True"}, capture_output=True, text=True, timeout=300,
     )

@@ -114,7 +114,7 @@ def test_the_scene_command_segments_with_a_model_of_another_family_member_and_it
     scene = write_synthetic_scene(tmp_path / "scene", size=96)
     output = tmp_path / "classes.tif"
     result = subprocess.run(
-        [sys.executable, "-m", "axs_lib.scenes", "segment", str(scene.hls), str(output), "--model", str(folder),
+        [sys.executable, "-m", "axs_lib.cli.scenes", "segment", str(scene.hls), str(output), "--model", str(folder),
          "--tile", str(tile(name)), "--overlap", "16", "--quiet", "--stac"],
         env={**os.environ, "AXS_WEIGHTS_DIR": str(weights), "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
         timeout=600,
@@ -130,7 +130,7 @@ def test_the_scene_command_segments_with_a_model_of_another_family_member_and_it
 
 def run_segment(*arguments: str, weights) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "axs_lib.scenes", "segment", *arguments, "--quiet"],
+        [sys.executable, "-m", "axs_lib.cli.scenes", "segment", *arguments, "--quiet"],
         env={**os.environ, "AXS_WEIGHTS_DIR": str(weights), "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
         timeout=600,
     )

@@ -15,7 +15,7 @@ import rasterio
 import torch
 from PIL import Image
 
-from axs_lib.scenes.commands import main
+from axs_lib.cli.scenes import main
 from test_scenes import CRS_UTM33, NODATA, TRANSFORM, read, read_only_mount, write_raster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,7 +163,7 @@ def test_segment_runs_as_a_command_from_another_folder(scenes, segmentation_fold
     env = {**os.environ, "LIGHTLY_DID_VERSION_CHECK": "True", "HF_HUB_OFFLINE": "1"}
     env.pop("AXS_WEIGHTS_DIR", None)
     result = subprocess.run(
-        [sys.executable, "-m", "axs_lib.scenes", "segment", str(scenes["optical"]), "classes.tif",
+        [sys.executable, "-m", "axs_lib.cli.scenes", "segment", str(scenes["optical"]), "classes.tif",
          "--model", str(segmentation_folder), "--tile", "56", "--overlap", "8", "--quiet"],
         cwd=work, env=env, capture_output=True, text=True, timeout=300,
     )

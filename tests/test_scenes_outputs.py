@@ -23,7 +23,8 @@ from rio_cogeo.cogeo import cog_validate
 import axs_lib
 from axs_lib.scenes import stream_model
 from axs_lib.scenes.cog import write_cog
-from axs_lib.scenes.commands import main, weights_fingerprints
+from axs_lib.cli.scenes import main
+from axs_lib.weights.fingerprint import weights_fingerprints
 from axs_lib.scenes.quicklook import class_colour
 from axs_lib.weights.fingerprint import module_fingerprint
 from test_scenes import CRS_UTM33, convolution, write_raster

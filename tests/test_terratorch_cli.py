@@ -127,7 +127,7 @@ def test_the_lightning_checkpoint_segments_a_whole_scene_with_the_scene_command(
     import numpy as np
     import rasterio
 
-    from axs_lib.scenes.commands import main
+    from axs_lib.cli.scenes import main
     from test_scenes import write_raster
 
     _, _, checkpoint = trained_run

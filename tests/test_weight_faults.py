@@ -107,11 +107,11 @@ def test_an_axs_weights_dir_that_does_not_exist_is_an_error_not_a_fallback(tiny_
 def test_axs_register_models_says_so_in_one_line_and_exits_2(tmp_path):
     env = dict(os.environ, AXS_WEIGHTS_DIR=str(tmp_path / "no-such-folder"), HF_HUB_OFFLINE="1")
     completed = subprocess.run(
-        [sys.executable, "-m", "axs_lib.register_models"], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "axs_lib.cli.register_models"], env=env, capture_output=True, text=True, timeout=600
     )
     assert completed.returncode == 2, completed.stderr[-3000:]
     assert "Traceback" not in completed.stderr
-    assert completed.stderr.splitlines()[-1:] == [f"ERROR: AXS_WEIGHTS_DIR is set to {tmp_path / 'no-such-folder'}, which "
+    assert completed.stderr.splitlines()[-1:] == [f"error: AXS_WEIGHTS_DIR is set to {tmp_path / 'no-such-folder'}, which "
                                              f"does not exist. Point it at the folder that holds the model folders "
                                              f"(download into one with: axs-setup --weights-dir "
                                              f"{tmp_path / 'no-such-folder'}), or unset it to search weights/hf and "

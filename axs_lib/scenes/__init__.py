@@ -1,7 +1,7 @@
 """axs_lib.scenes: whole-scene inference, streamed window by window, resumable, split across torchrun ranks.
 
 Python API: :func:`stream_model` runs any ``nn.Module`` over a raster; :func:`run_scene` is its general form.
-Command line: ``python -m axs_lib.scenes {segment,sar-to-optical,pipeline} --help`` (or ``axs-scenes``).
+Command line: ``python -m axs_lib.cli.scenes {segment,sar-to-optical,pipeline} --help`` (or ``axs-scenes``).
 """
 
 from ..errors import InvalidSceneError, OutputExistsError, OutputLockedError, SceneInterruptedError, SceneReadError

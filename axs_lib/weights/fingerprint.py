@@ -56,3 +56,9 @@ def module_fingerprint(module: nn.Module) -> str:
     same sampled values: the weights actually in use, whichever files they came from.
     """
     return tensors_fingerprint(module.state_dict(keep_vars=False).items())
+
+
+def weights_fingerprints(**models: nn.Module) -> dict[str, str]:
+    """The :func:`module_fingerprint` of each named model (``segmentation=..., generator=...``), as scene runs,
+    output tags and STAC items record them."""
+    return {name: module_fingerprint(model) for name, model in models.items()}

@@ -1,4 +1,4 @@
-"""The scene commands: ``segment``, ``sar-to-optical`` and ``pipeline`` (``python -m axs_lib.scenes``)."""
+"""``axs-scenes`` (``python -m axs_lib.cli.scenes``): ``segment``, ``sar-to-optical``, ``pipeline``, ``evaluate`` and ``demo``."""
 
 from __future__ import annotations
 
@@ -7,28 +7,28 @@ import json
 import math
 import sys
 import time
-from datetime import date
 from collections.abc import Callable
+from datetime import date
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..demo import command as demo
 from ..errors import AxsModelError, BaseModelMismatchError, InvalidSceneError, SceneInterruptedError
 from ..weights.catalog import KNOWN_MODELS, terramind_model
 from ..weights.discovery import find_checkpoint
-from ..weights.fingerprint import module_fingerprint
-from . import bands as B
-from . import distributed
-from .engine import as_tensor, run_scene
-from .provenance import ModelUse, Provenance
-from .quicklook import Quicklook, class_colour
-from .rasters import OutputSpec, SceneInput, check_output_paths
-from .stac import ModelDescription, write_stac_item
-from .windows import check_tiling
+from ..weights.fingerprint import weights_fingerprints
+from ..scenes import bands as B
+from ..scenes import distributed
+from ..scenes.engine import as_tensor, run_scene
+from ..scenes.provenance import ModelUse, Provenance
+from ..scenes.quicklook import Quicklook, class_colour
+from ..scenes.rasters import OutputSpec, SceneInput, check_output_paths
+from ..scenes.stac import ModelDescription, write_stac_item
+from ..scenes.windows import check_tiling
+from .errors import fail
 
 CLASS_NODATA = 255
 UINT16_NODATA = 65535
@@ -36,25 +36,20 @@ TERRAMIND_PATCH = 16
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; bad input (the library's ValueError/FileNotFoundError/FileExistsError errors) is one
-    line on stderr and exit code 2, other library errors exit code 1."""
+    """Run one command; a library error is one line on stderr (:func:`axs_lib.cli.errors.fail`)."""
     args = _parser().parse_args(argv)
     started = time.perf_counter()
     try:
         _check_common(args)
         written = args.command(args)
     except AxsModelError as error:
-        return _fail(_in_command_terms(error), 2 if isinstance(error, (ValueError, FileNotFoundError, FileExistsError)) else 1)
+        code = fail(_in_command_terms(error), error)
+        distributed.stop()
+        return code
     if _rank() == 0 and written:
         print(f"wrote {' and '.join(str(path) for path in written)} in {time.perf_counter() - started:.1f} s")
     distributed.stop()
     return 0
-
-
-def _fail(error: Exception | str, code: int) -> int:
-    print("error: " + " ".join(line.strip() for line in str(error).splitlines() if line.strip()), file=sys.stderr)
-    distributed.stop()
-    return code
 
 
 def _in_command_terms(error: AxsModelError) -> AxsModelError | str:
@@ -68,11 +63,6 @@ def _in_command_terms(error: AxsModelError) -> AxsModelError | str:
             "or save the model with include_base=True to make its folder self-contained"
         )
     return error
-
-
-def weights_fingerprints(**models: nn.Module) -> dict[str, str]:
-    """The fingerprint of the weights each named model holds (``module_fingerprint``), as runs record them."""
-    return {name: module_fingerprint(model) for name, model in models.items()}
 
 
 def segment(args: argparse.Namespace) -> list[Path]:
@@ -203,7 +193,7 @@ def pipeline(args: argparse.Namespace) -> list[Path]:
 def evaluate(args: argparse.Namespace) -> list[Path]:
     """Scores of a prediction against a reference raster, over the pixels valid in both, streamed window by window:
     optical (PSNR, SSIM, MAE per band, SAM) or classes (confusion matrix, IoU and F1 per class, mIoU, accuracy)."""
-    from .evaluation import evaluate_scene, format_report
+    from ..scenes.evaluation import evaluate_scene, format_report
 
     result = evaluate_scene(
         args.prediction, args.reference, args.kind, num_classes=args.num_classes, ignore_index=args.ignore_index,
@@ -497,3 +487,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--folder", type=Path, help="where to write the scene, models and outputs (default: a new temporary folder)")
     sub.set_defaults(command=partial(demo.run, run_command=main))
     return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

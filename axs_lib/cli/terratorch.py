@@ -1,6 +1,6 @@
 """TerraTorch's own command line with this library's ``axs_*`` models registered.
 
-    python -m axs_lib.terratorch fit --config configs/prithvi_600_lora_segmentation.yaml
+    python -m axs_lib.cli.terratorch fit --config configs/prithvi_600_lora_segmentation.yaml
     axs-terratorch predict --config X.yaml --ckpt_path run.ckpt --predict_output_dir out/
 
 Every subcommand and option of ``terratorch`` works the same (``fit``, ``validate``, ``test``, ``predict``,

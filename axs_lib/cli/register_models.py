@@ -4,7 +4,7 @@
     axs-register-models --json   # the same report as JSON
 
 Exits 1 when no checkpoint is found at all, 2 when the weights folders cannot be searched (e.g. AXS_WEIGHTS_DIR
-names a folder that does not exist).
+names a folder that does not exist); either is one ``error:`` line (:mod:`axs_lib.cli.errors`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+from axs_lib.cli.errors import BAD_INPUT, FAILED, fail
 
 
 def _size(num_bytes: int) -> str:
@@ -40,13 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         found = report.found  # searched here, so that a search that cannot run is one line, not a traceback
     except AxsModelError as error:
-        print(f"ERROR: {error}", file=sys.stderr)
-        return 2
+        return fail(error, code=BAD_INPUT)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     if not found:
-        print(f"ERROR: {NoModelsFoundError()}", file=sys.stderr)
-        return 1
+        return fail(NoModelsFoundError(), code=FAILED)
     if args.json:
         return 0
 
