@@ -202,7 +202,7 @@ class TestPrithvi:
 
     def test_input_with_the_wrong_band_count_is_refused_clearly(self, weights):
         model = build_prithvi_600(img_size=56)
-        with pytest.raises(InvalidArgumentError, match=r"expected images of shape \[B, 6, H, W\], got \[1, 3, 56, 56\]"):
+        with pytest.raises(InvalidArgumentError, match=r"expected images of shape \[B, 6, H, W\] or \[B, 6, T, H, W\], got \[1, 3, 56, 56\]"):
             model(torch.randn(1, 3, 56, 56))
 
     def test_reduced_precision_logits_stay_close_to_float32(self, weights):
