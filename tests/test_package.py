@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,18 @@ def test_terramind_band_names_match_terratorchs_pretrained_bands():
     assert {name for name, modality in TERRAMIND_MODALITIES.items() if modality.bands} == set(raw_keys)
     for name, key in raw_keys.items():
         assert list(TERRAMIND_MODALITIES[name].bands) == PRETRAINED_BANDS[key], name
+
+
+def test_the_model_modules_import_each_other_at_their_top_never_inside_a_function_to_dodge_a_circle():
+    import ast
+
+    models = Path(__file__).resolve().parents[1] / "axs_lib" / "models"
+    inside_functions = [
+        f"{path.name}: {function.name} imports {'.' * node.level}{node.module or ''}"
+        for path in sorted(models.glob("*.py"))
+        for function in ast.walk(ast.parse(path.read_text()))
+        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for node in ast.walk(function)
+        if isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith("axs_lib"))
+    ]
+    assert inside_functions == []

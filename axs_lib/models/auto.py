@@ -1,4 +1,4 @@
-"""transformers' ``AutoConfig`` / ``AutoModel`` for the folders :func:`axs_lib.models.pretrained.save_pretrained` writes.
+"""transformers' ``AutoConfig`` / ``AutoModel`` for the folders ``PrithviSegmentation.save_pretrained`` writes (:mod:`axs_lib.models.pretrained`).
 
 Only those folders (``config.json`` with ``model_type: axs_prithvi_segmentation``) are served. Each folder's
 ``auto_map`` names these classes through its ``modeling_axs_lib.py``, so ``trust_remote_code=True`` opens it in a

@@ -14,15 +14,18 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import NotASavedModelError, UnreadableCheckpointError
 from ..weights.discovery import find_checkpoint
 from .loading import check_saved_tensors
-from .prithvi import PRITHVI_BACKBONES, PrithviSegmentation, base_model_spec
-from .pretrained import ENCODER_PREFIX, build_from_recipe
+from .pretrained import ENCODER_PREFIX, BuildFunction
+from .recipe import PRITHVI_BACKBONES, base_model_spec
+
+if TYPE_CHECKING:
+    from .prithvi import PrithviSegmentation
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +92,7 @@ def read_lightning_checkpoint(path: Path) -> LightningRun:
 
 def load_lightning_checkpoint(
     path: Path,
+    build: BuildFunction,
     *,
     checkpoint_path: str | os.PathLike | None = None,
     device: torch.device,
@@ -101,7 +105,7 @@ def load_lightning_checkpoint(
     """
     run = read_lightning_checkpoint(path)
     base = find_checkpoint(base_model_spec("EncoderDecoderFactory", run.model_args), checkpoint_path)
-    model = build_from_recipe(
+    model = build(
         "EncoderDecoderFactory", run.model_args, pretrained=True, checkpoint_path=base.path, device=device, dtype=dtype
     )
     expected = model.state_dict()

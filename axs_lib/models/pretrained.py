@@ -27,12 +27,10 @@ import json
 import logging
 import os
 import shutil
-import tempfile
-import uuid
 from collections.abc import Callable, Iterable
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import safe_open
@@ -54,9 +52,11 @@ from ..weights.fingerprint import hash_tensor
 from ..weights.provenance import safetensors_metadata
 from ..weights.reading import StateDict, read_state_dict
 from . import _validation
-from ._terratorch import terratorch_module
-from .loading import check_saved_tensors, place
-from .prithvi import PRITHVI_BACKBONES, BuildRecipe, PrithviSegmentation, base_model_spec, build_prithvi_600, patch_embedding
+from .loading import check_saved_tensors
+from .recipe import base_model_spec
+
+if TYPE_CHECKING:
+    from .prithvi import PrithviSegmentation
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ _REMOTE_CODE = '''"""Opens this folder with transformers' trust_remote_code=True
 
 from axs_lib.models.auto import AxsPrithviSegmentationAutoModel, AxsPrithviSegmentationConfig
 
-__all__ = ["AxsPrithviSegmentationAutoModel", "AxsPrithviSegmentationConfig"]
+__all__ = ["MODEL_TYPE", "FORMAT_VERSION", "base_fingerprint", "is_earlier_save", "load_folder", "read_folder_config", "write_folder"]
 '''
 _AUTO_MAP = {
     "AutoConfig": f"{REMOTE_CODE_MODULE}.AxsPrithviSegmentationConfig",
@@ -95,23 +95,18 @@ _CONFIG_ENTRIES = (
 """Every ``config.json`` entry loading reads: dotted name, JSON type, that type in words, what it holds."""
 
 
-def save_pretrained(model: PrithviSegmentation, folder: str | os.PathLike, include_base: bool = False) -> Path:
-    """Write ``model`` to ``folder`` (see the module docstring for the layout) and return the folder.
-
-    The folder is written under a temporary name and renamed into place, so it is either complete or
-    absent; an earlier save in the same folder is replaced. A folder that holds anything else is refused.
+def write_folder(model: PrithviSegmentation, folder: Path, include_base: bool = False) -> None:
+    """Write ``model``'s files (see the module docstring for the layout) into the new, empty ``folder``.
 
     Args:
         include_base: also copy the base encoder weights into ``folder/base``, so that loading needs no
             other file. Without it the folder is small and refers to the base model by name and fingerprint.
     """
-    if not isinstance(model, PrithviSegmentation) or model.build_recipe is None:
+    if model.build_recipe is None:
         raise InvalidArgumentError(
-            "save_pretrained needs a PrithviSegmentation made by build_prithvi_600 or from_pretrained "
-            f"(it records how to rebuild the model); got {type(model).__name__}"
+            "save_pretrained needs a model made by build_prithvi_600 or from_pretrained (it records how to rebuild "
+            "the model); this one was built another way"
         )
-    folder = Path(folder).expanduser()
-    _check_replaceable(folder)
     recipe = model.build_recipe
     base_spec = base_model_spec(recipe.factory, recipe.arguments)
     base_file = find_checkpoint(base_spec, recipe.checkpoint_path) if recipe.pretrained else None
@@ -129,7 +124,7 @@ def save_pretrained(model: PrithviSegmentation, folder: str | os.PathLike, inclu
     config = {
         "model_type": MODEL_TYPE,
         "format_version": FORMAT_VERSION,
-        "architectures": [PrithviSegmentation.__name__],
+        "architectures": [type(model).__name__],
         "axs_lib_version": __version__,
         "in_channels": model.in_channels,
         "num_classes": model.num_classes,
@@ -148,107 +143,20 @@ def save_pretrained(model: PrithviSegmentation, folder: str | os.PathLike, inclu
             "included": include_base,
         }
 
-    def write(target: Path) -> None:
-        save_state_dict(weights, target / WEIGHTS_FILENAME)
-        encoder = model.model.encoder
-        if _is_peft_model(encoder):
-            if config["base_model"] is not None:
-                base_name = f"{config['base_model']['name']}@{config['base_model']['fingerprint']}"
-                for adapter in encoder.peft_config.values():  # what peft's save_pretrained writes as the base
-                    adapter.base_model_name_or_path = base_name
-            # no embedding layers to save, and "auto" would look the base's name up on the Hub
-            encoder.save_pretrained(str(target), save_embedding_layers=False)
-        if base_file is not None and include_base:
-            _write_base_copy(base_file.path, target / BASE_FOLDER, base_spec)
-        (target / f"{REMOTE_CODE_MODULE}.py").write_text(_REMOTE_CODE)
-        (target / CONFIG_FILENAME).write_text(json.dumps(config, indent=2) + "\n")
-
-    _write_atomically(folder, write)
-    logger.info("saved %s (%d tensors, base %s)", folder, len(weights), "included" if include_base else "referred to")
-    return folder
-
-
-def from_pretrained(
-    path: str | os.PathLike,
-    checkpoint_path: str | os.PathLike | None = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | str | None = None,
-) -> PrithviSegmentation:
-    """Rebuild a model from a folder written by :func:`save_pretrained` or a TerraTorch Lightning ``.ckpt``.
-
-    Every weight must be found (strict keys and shapes) and the model is returned in eval mode.
-
-    Args:
-        path: the saved folder, or the Lightning checkpoint file.
-        checkpoint_path: the base Prithvi weights (file or folder), instead of searching the usual places.
-        device: where the model is placed (default CPU).
-        dtype: the weights' dtype (default: as saved).
-
-    Raises:
-        SavedModelNotFoundError: ``path`` does not exist.
-        NotASavedModelError: ``path`` is neither such a folder nor such a checkpoint.
-        BaseModelMismatchError: the base weights found are not the ones the model was fine-tuned from.
-        CheckpointMismatchError: a saved file lacks a weight the model needs, or has one it does not.
-    """
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise SavedModelNotFoundError(path)
-    device, dtype = _validation.torch_device(device), _validation.floating_dtype(dtype)
-    if path.is_file():
-        from .lightning_checkpoint import load_lightning_checkpoint
-
-        model = load_lightning_checkpoint(path, checkpoint_path=checkpoint_path, device=device, dtype=dtype)
-    else:
-        model = _load_folder(path, checkpoint_path, device, dtype)
-    return model.eval()
-
-
-_RECIPE_LOCATION = frozenset({"pretrained", "checkpoint_path", "device", "dtype"})
-"""Arguments of ``build_prithvi_600`` that :func:`build_from_recipe` sets itself; a recipe never holds them."""
-
-
-def build_from_recipe(
-    factory: str,
-    arguments: dict[str, Any],
-    *,
-    pretrained: bool,
-    checkpoint_path: str | os.PathLike | None,
-    device: torch.device,
-    dtype: torch.dtype | None,
-) -> PrithviSegmentation:
-    """Build the model a recipe describes, its encoder loaded from the base weights when ``pretrained``.
-
-    Raises:
-        InvalidArgumentError: an unknown factory, or arguments the factory does not take.
-    """
-    if factory == "build_prithvi_600":
-        accepted = _validation.accepted_keywords(build_prithvi_600)
-        if accepted is not None:
-            _validation.known_keywords(arguments, accepted - _RECIPE_LOCATION, factory)
-        return build_prithvi_600(
-            pretrained=pretrained, checkpoint_path=checkpoint_path, device=device, dtype=dtype, **arguments
-        )
-    if factory != "EncoderDecoderFactory":
-        raise InvalidArgumentError(f"unknown build factory {factory!r}; expected build_prithvi_600 or EncoderDecoderFactory")
-    base_model_spec(factory, arguments)
-    model_args = {**arguments, "backbone_pretrained": pretrained}
-    if checkpoint_path is not None:
-        model_args["backbone_ckpt_path"] = str(checkpoint_path)
-    encoder_decoder = terratorch_module("models.encoder_decoder_factory").EncoderDecoderFactory()
-    pixel_model = encoder_decoder.build_model(task="segmentation", **model_args)
-    recipe = BuildRecipe(
-        factory=factory,
-        arguments=dict(arguments),
-        pretrained=pretrained,
-        checkpoint_path=None if checkpoint_path is None else str(checkpoint_path),
-    )
-    model = PrithviSegmentation(
-        pixel_model,
-        in_channels=patch_embedding(pixel_model).in_channels,
-        num_classes=arguments["num_classes"],
-        build_recipe=recipe,
-    )
-    return place(model, device, dtype)
+    save_state_dict(weights, folder / WEIGHTS_FILENAME)
+    encoder = model.model.encoder
+    if _is_peft_model(encoder):
+        if config["base_model"] is not None:
+            base_name = f"{config['base_model']['name']}@{config['base_model']['fingerprint']}"
+            for adapter in encoder.peft_config.values():  # what peft's save_pretrained writes as the base
+                adapter.base_model_name_or_path = base_name
+        # no embedding layers to save, and "auto" would look the base's name up on the Hub
+        encoder.save_pretrained(str(folder), save_embedding_layers=False)
+    if base_file is not None and include_base:
+        _write_base_copy(base_file.path, folder / BASE_FOLDER, base_spec)
+    (folder / f"{REMOTE_CODE_MODULE}.py").write_text(_REMOTE_CODE)
+    (folder / CONFIG_FILENAME).write_text(json.dumps(config, indent=2) + "\n")
+    logger.debug("%d tensors written, base %s", len(weights), "included" if include_base else "referred to")
 
 
 def base_fingerprint(path: Path) -> str:
@@ -329,9 +237,25 @@ def _check_config_entries(config: dict[str, Any], config_path: Path) -> None:
         )
 
 
-def _load_folder(
-    folder: Path, checkpoint_path: str | os.PathLike | None, device: torch.device, dtype: torch.dtype | None
+BuildFunction = Callable[..., "PrithviSegmentation"]
+"""``build(factory, arguments, *, pretrained, checkpoint_path, device, dtype)``: the model a recipe describes."""
+
+
+def load_folder(
+    folder: Path,
+    build: BuildFunction,
+    checkpoint_path: str | os.PathLike | None,
+    device: torch.device,
+    dtype: torch.dtype | None,
 ) -> PrithviSegmentation:
+    """The model a folder written by :func:`write_folder` holds, built with ``build``; every weight is checked
+    (strict keys and shapes).
+
+    Raises:
+        NotASavedModelError: ``folder`` is not such a folder.
+        BaseModelMismatchError: the base weights found are not the ones the model was fine-tuned from.
+        CheckpointMismatchError: a saved file lacks a weight the model needs, or has one it does not.
+    """
     config = read_folder_config(folder)
     dtype = dtype or _validation.floating_dtype(config["dtype"])
     base = config.get("base_model")
@@ -345,10 +269,10 @@ def _load_folder(
         if base["frozen_weights_from_base"] and found != base["fingerprint"]:
             raise BaseModelMismatchError(folder, base_file.path, base["fingerprint"], found)
         base_path = base_file.path
-    build = config["build"]
+    recipe = config["build"]
     try:
-        model = build_from_recipe(
-            build["factory"], build["arguments"], pretrained=base is not None, checkpoint_path=base_path,
+        model = build(
+            recipe["factory"], recipe["arguments"], pretrained=base is not None, checkpoint_path=base_path,
             device=device, dtype=dtype,
         )
     except InvalidArgumentError as error:
@@ -447,37 +371,15 @@ def _json_ready(value: Any, what: str) -> Any:
     raise InvalidArgumentError(f"{what} hold a {type(value).__name__} ({value!r}), which config.json cannot record")
 
 
-def _check_replaceable(folder: Path) -> None:
-    if folder.exists() and not folder.is_dir():
-        raise InvalidArgumentError(f"{folder} is a file; save_pretrained writes a folder")
-    if folder.is_dir() and any(folder.iterdir()):
-        try:
-            read_folder_config(folder)
-        except InvalidSavedModelError:
-            return  # an earlier save, damaged: replaced like any other
-        except (NotASavedModelError, CorruptCheckpointError):
-            raise InvalidArgumentError(
-                f"{folder} is not empty and is not an earlier save_pretrained folder; choose a new or empty folder"
-            ) from None
-
-
-def _write_atomically(folder: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write`` on a temporary sibling folder, then rename it to ``folder`` (replacing an earlier save)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+def is_earlier_save(folder: Path) -> bool:
+    """Whether ``folder`` was written by :func:`write_folder` (a damaged one too), so a new save may replace it."""
     try:
-        write(partial)
-        partial.chmod(0o755)
-        if folder.exists():
-            previous = folder.with_name(f".{folder.name}.replaced-{uuid.uuid4().hex[:8]}")
-            folder.rename(previous)
-            partial.rename(folder)
-            shutil.rmtree(previous)
-        else:
-            partial.rename(folder)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        read_folder_config(folder)
+    except InvalidSavedModelError:
+        return True
+    except (NotASavedModelError, CorruptCheckpointError):
+        return False
+    return True
 
 
-__all__ = ["MODEL_TYPE", "FORMAT_VERSION", "base_fingerprint", "build_from_recipe", "from_pretrained", "save_pretrained"]
+__all__ = ["MODEL_TYPE", "FORMAT_VERSION", "base_fingerprint", "is_earlier_save", "load_folder", "read_folder_config", "write_folder"]

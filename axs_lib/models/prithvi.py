@@ -6,7 +6,6 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,10 @@ from ..weights.catalog import KNOWN_MODELS, PRITHVI_600M, PRITHVI_MODELS, ModelS
 from ..weights.discovery import CheckpointFile, find_checkpoint
 from ..errors import CheckpointMismatchError, InvalidArgumentError
 from .loading import CheckpointPart, StateDict, build_and_load, place
+from .hub_mixin import SavedModelMixin
+from .lightning_checkpoint import load_lightning_checkpoint
+from .pretrained import is_earlier_save, load_folder, write_folder
+from .recipe import BuildRecipe, base_model_spec, patch_embedding
 
 logger = logging.getLogger(__name__)
 
@@ -75,14 +78,18 @@ class SegmentationLogits(torch.Tensor):
         return {}
 
 
-class PrithviSegmentation(nn.Module):
+class PrithviSegmentation(SavedModelMixin, nn.Module):
     """TerraTorch's pixel-wise segmentation model, returning logits ``[B, num_classes, H, W]``.
+
+    ``model.save_pretrained(folder, include_base=False)`` and ``PrithviSegmentation.from_pretrained(path,
+    checkpoint_path=None, device=None, dtype=None)`` come from :class:`~axs_lib.models.hub_mixin.SavedModelMixin`
+    (see :meth:`_save_pretrained` and :meth:`_from_pretrained` for what they take).
 
     Attributes:
         model: the TerraTorch ``PixelWiseModel`` (encoder, necks, decoder, head).
         in_channels: bands the input must have.
         num_classes: output channels.
-        patch_size: the encoder's patch size in pixels (14).
+        patch_size: the encoder's patch size in pixels (14; 16 for Prithvi EO 1.0).
         build_recipe: how the model was built (factory name and arguments), so that
             :meth:`save_pretrained` can record it and :meth:`from_pretrained` build it again.
     """
@@ -160,75 +167,38 @@ class PrithviSegmentation(nn.Module):
         logits = logits.unsqueeze(1) if logits.ndim == 3 else logits
         return logits.as_subclass(SegmentationLogits)
 
-    def save_pretrained(self, folder: str | os.PathLike, include_base: bool = False) -> Path:
-        """Write the model to ``folder`` in Hugging Face conventions; see :func:`axs_lib.models.pretrained.save_pretrained`."""
-        from .pretrained import save_pretrained
-
-        return save_pretrained(self, folder, include_base=include_base)
+    def _save_pretrained(self, folder: Path, include_base: bool = False) -> None:
+        """``save_pretrained(folder, include_base=False)``: the folder layout of :mod:`axs_lib.models.pretrained`;
+        ``include_base=True`` also copies the base encoder weights, so that the folder loads with no other file."""
+        write_folder(self, folder, include_base=include_base)
 
     @classmethod
-    def from_pretrained(
+    def _replaceable(cls, folder: Path) -> bool:
+        return is_earlier_save(folder)
+
+    @classmethod
+    def _from_pretrained(
         cls,
-        path: str | os.PathLike,
+        path: Path,
         checkpoint_path: str | os.PathLike | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | str | None = None,
     ) -> PrithviSegmentation:
-        """A model saved by :meth:`save_pretrained`, or trained by TerraTorch (a Lightning ``.ckpt``), in eval mode.
+        """``from_pretrained(path, checkpoint_path=None, device=None, dtype=None)``: a folder written by
+        ``save_pretrained``, or a TerraTorch Lightning ``.ckpt``; every weight checked (strict keys and shapes).
 
-        ``checkpoint_path`` points at the base Prithvi weights when they are not in the usual places; see
-        :func:`axs_lib.models.pretrained.from_pretrained`.
+        ``checkpoint_path`` points at the base Prithvi weights when they are not in the usual places; ``device``
+        (default CPU) and ``dtype`` (default: as saved) say where and how the weights are placed.
+
+        Raises:
+            NotASavedModelError: ``path`` is neither such a folder nor such a checkpoint.
+            BaseModelMismatchError: the base weights found are not the ones the model was fine-tuned from.
+            CheckpointMismatchError: a saved file lacks a weight the model needs, or has one it does not.
         """
-        from .pretrained import from_pretrained
-
-        return from_pretrained(path, checkpoint_path=checkpoint_path, device=device, dtype=dtype)
-
-
-@dataclass(frozen=True)
-class BuildRecipe:
-    """How a :class:`PrithviSegmentation` was built.
-
-    Attributes:
-        factory: ``"build_prithvi_600"`` or ``"EncoderDecoderFactory"`` (TerraTorch's, from a Lightning run).
-        arguments: the factory's keyword arguments (JSON values), without the weights' location.
-        pretrained: whether the encoder started from the Prithvi base weights.
-        checkpoint_path: where the base weights were taken from, if the caller named a place.
-        encoder_is_base: whether the encoder's frozen weights are the base's own (``False`` for a Lightning
-            checkpoint whose frozen weights differ from the base found); ``save_pretrained`` then copies them.
-    """
-
-    factory: str
-    arguments: dict[str, Any]
-    pretrained: bool = True
-    checkpoint_path: str | None = None
-    encoder_is_base: bool = True
-
-
-PRITHVI_BACKBONES: dict[str, str] = {f"axs_{spec.builder}": spec.name for spec in PRITHVI_MODELS} | {"prithvi_600M": PRITHVI_600M}
-"""TerraTorch backbone names (registered by this library) a saved or Lightning-trained model may use, to the
-catalog name of the base weights each loads: every Prithvi EO backbone, and the legacy alias ``prithvi_600M``."""
-
-
-def base_model_spec(factory: str, arguments: dict[str, Any]) -> ModelSpec:
-    """The catalog entry of the base weights a recipe's encoder loads: Prithvi EO 2.0 600M for
-    ``build_prithvi_600``, the backbone's own model for ``EncoderDecoderFactory``.
-
-    Raises:
-        InvalidArgumentError: a backbone that is not one of :data:`PRITHVI_BACKBONES`.
-    """
-    if factory == "build_prithvi_600":
-        return KNOWN_MODELS[PRITHVI_600M]
-    backbone = arguments.get("backbone")
-    if backbone not in PRITHVI_BACKBONES:
-        raise InvalidArgumentError(
-            f"the model's backbone is {backbone!r}; a saved model's backbone is one of {', '.join(PRITHVI_BACKBONES)}"
-        )
-    return KNOWN_MODELS[PRITHVI_BACKBONES[backbone]]
-
-
-def patch_embedding(model: nn.Module) -> nn.Module:
-    """The encoder's patch-embedding projection (a convolution) inside a TerraTorch Prithvi model."""
-    return next(module for name, module in model.named_modules() if name.endswith("patch_embed.proj"))
+        device, dtype = _validation.torch_device(device), _validation.floating_dtype(dtype)
+        if path.is_file():
+            return load_lightning_checkpoint(path, build_from_recipe, checkpoint_path=checkpoint_path, device=device, dtype=dtype)
+        return load_folder(path, build_from_recipe, checkpoint_path, device, dtype)
 
 
 def build_prithvi_600(
@@ -346,6 +316,54 @@ def build_prithvi_600(
     )
     segmentation = PrithviSegmentation(model, in_channels=in_channels, num_classes=num_classes, build_recipe=recipe)
     return place(segmentation, device, dtype).eval()
+
+
+_RECIPE_LOCATION = frozenset({"pretrained", "checkpoint_path", "device", "dtype"})
+"""Arguments of ``build_prithvi_600`` that :func:`build_from_recipe` sets itself; a recipe never holds them."""
+
+
+def build_from_recipe(
+    factory: str,
+    arguments: dict[str, Any],
+    *,
+    pretrained: bool,
+    checkpoint_path: str | os.PathLike | None,
+    device: torch.device,
+    dtype: torch.dtype | None,
+) -> PrithviSegmentation:
+    """Build the model a recipe describes, its encoder loaded from the base weights when ``pretrained``.
+
+    Raises:
+        InvalidArgumentError: an unknown factory, or arguments the factory does not take.
+    """
+    if factory == "build_prithvi_600":
+        accepted = _validation.accepted_keywords(build_prithvi_600)
+        if accepted is not None:
+            _validation.known_keywords(arguments, accepted - _RECIPE_LOCATION, factory)
+        return build_prithvi_600(
+            pretrained=pretrained, checkpoint_path=checkpoint_path, device=device, dtype=dtype, **arguments
+        )
+    if factory != "EncoderDecoderFactory":
+        raise InvalidArgumentError(f"unknown build factory {factory!r}; expected build_prithvi_600 or EncoderDecoderFactory")
+    base_model_spec(factory, arguments)
+    model_args = {**arguments, "backbone_pretrained": pretrained}
+    if checkpoint_path is not None:
+        model_args["backbone_ckpt_path"] = str(checkpoint_path)
+    encoder_decoder = terratorch_module("models.encoder_decoder_factory").EncoderDecoderFactory()
+    pixel_model = encoder_decoder.build_model(task="segmentation", **model_args)
+    recipe = BuildRecipe(
+        factory=factory,
+        arguments=dict(arguments),
+        pretrained=pretrained,
+        checkpoint_path=None if checkpoint_path is None else str(checkpoint_path),
+    )
+    model = PrithviSegmentation(
+        pixel_model,
+        in_channels=patch_embedding(pixel_model).in_channels,
+        num_classes=arguments["num_classes"],
+        build_recipe=recipe,
+    )
+    return place(model, device, dtype)
 
 
 def build_prithvi_600_backbone(**kwargs: Any) -> nn.Module:

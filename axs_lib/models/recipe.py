@@ -1,0 +1,62 @@
+"""How a fine-tunable segmentation model was built, and which base weights its encoder comes from.
+
+A :class:`BuildRecipe` is what a saved folder's ``config.json`` records under ``build``, and what a TerraTorch
+Lightning checkpoint's ``hyper_parameters`` hold; loading builds the model again from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from ..errors import InvalidArgumentError
+from ..weights.catalog import KNOWN_MODELS, PRITHVI_600M, PRITHVI_MODELS, ModelSpec
+
+
+@dataclass(frozen=True)
+class BuildRecipe:
+    """How a :class:`PrithviSegmentation` was built.
+
+    Attributes:
+        factory: ``"build_prithvi_600"`` or ``"EncoderDecoderFactory"`` (TerraTorch's, from a Lightning run).
+        arguments: the factory's keyword arguments (JSON values), without the weights' location.
+        pretrained: whether the encoder started from the Prithvi base weights.
+        checkpoint_path: where the base weights were taken from, if the caller named a place.
+        encoder_is_base: whether the encoder's frozen weights are the base's own (``False`` for a Lightning
+            checkpoint whose frozen weights differ from the base found); ``save_pretrained`` then copies them.
+    """
+
+    factory: str
+    arguments: dict[str, Any]
+    pretrained: bool = True
+    checkpoint_path: str | None = None
+    encoder_is_base: bool = True
+
+
+PRITHVI_BACKBONES: dict[str, str] = {f"axs_{spec.builder}": spec.name for spec in PRITHVI_MODELS} | {"prithvi_600M": PRITHVI_600M}
+"""TerraTorch backbone names (registered by this library) a saved or Lightning-trained model may use, to the
+catalog name of the base weights each loads: every Prithvi EO backbone, and the legacy alias ``prithvi_600M``."""
+
+
+def base_model_spec(factory: str, arguments: dict[str, Any]) -> ModelSpec:
+    """The catalog entry of the base weights a recipe's encoder loads: Prithvi EO 2.0 600M for
+    ``build_prithvi_600``, the backbone's own model for ``EncoderDecoderFactory``.
+
+    Raises:
+        InvalidArgumentError: a backbone that is not one of :data:`PRITHVI_BACKBONES`.
+    """
+    if factory == "build_prithvi_600":
+        return KNOWN_MODELS[PRITHVI_600M]
+    backbone = arguments.get("backbone")
+    if backbone not in PRITHVI_BACKBONES:
+        raise InvalidArgumentError(
+            f"the model's backbone is {backbone!r}; a saved model's backbone is one of {', '.join(PRITHVI_BACKBONES)}"
+        )
+    return KNOWN_MODELS[PRITHVI_BACKBONES[backbone]]
+
+
+def patch_embedding(model: nn.Module) -> nn.Module:
+    """The encoder's patch-embedding projection (a convolution) inside a TerraTorch Prithvi model."""
+    return next(module for name, module in model.named_modules() if name.endswith("patch_embed.proj"))
