@@ -17,7 +17,7 @@ import torch
 
 from ..demo import command as demo
 from ..errors import AxsModelError, BaseModelMismatchError, InvalidSceneError, SceneInterruptedError
-from ..weights.catalog import KNOWN_MODELS, terramind_model
+from ..weights.catalog import KNOWN_MODELS, TERRAMIND_PATCH_SIZE, terramind_model
 from ..weights.discovery import find_checkpoint
 from ..weights.fingerprint import weights_fingerprints
 from ..scenes import bands as B
@@ -32,7 +32,6 @@ from .errors import fail
 
 CLASS_NODATA = 255
 UINT16_NODATA = 65535
-TERRAMIND_PATCH = 16
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +141,7 @@ def sar_to_optical(args: argparse.Namespace) -> list[Path]:
     run_scene(
         scene, {"optical": output}, predict, fill=_sar_fill(args.linear), seed=args.seed,
         run={"command": "sar-to-optical", **_generator_identity(args), "weights": fingerprints},
-        **_common(args, device, TERRAMIND_PATCH),
+        **_common(args, device, TERRAMIND_PATCH_SIZE),
     )
     return _written(args, {"optical": (output, args.input, _generator_description(args))}, provenance)
 
@@ -175,7 +174,7 @@ def pipeline(args: argparse.Namespace) -> list[Path]:
     outputs = {"classes": _segmentation_output(args.output, model.num_classes, args.probabilities, args.quicklook, provenance)}
     if args.optical:
         outputs["optical"] = _optical_output(args.optical, args.as_float, None, provenance, args.generator)
-    patch = math.lcm(TERRAMIND_PATCH, model.patch_size)
+    patch = math.lcm(TERRAMIND_PATCH_SIZE, model.patch_size)
     run_scene(
         scene, outputs, predict, fill=_sar_fill(args.linear), seed=args.seed,
         run={
@@ -405,7 +404,7 @@ def _check_common(args: argparse.Namespace) -> None:
     check_output_paths(args.input, [args.output, *(path for path in extra_outputs if path is not None)])
     if args.batch_size < 1:
         raise InvalidSceneError(f"--batch-size must be at least 1, got {args.batch_size}")
-    check_tiling(args.tile, args.overlap, TERRAMIND_PATCH if args.command is sar_to_optical else 1)
+    check_tiling(args.tile, args.overlap, TERRAMIND_PATCH_SIZE if args.command is sar_to_optical else 1)
     model = getattr(args, "model", None)
     if model is not None and not model.exists():
         raise InvalidSceneError(f"model not found: {model}")

@@ -16,7 +16,14 @@ from torch import nn
 from . import _validation
 from ._terratorch import registry, terratorch_module
 from .architecture import builder_arguments, builder_name
-from ..weights.catalog import KNOWN_MODELS, TERRAMIND_MODALITIES, TERRAMIND_SIZES, ModelSpec, terramind_model
+from ..weights.catalog import (
+    KNOWN_MODELS,
+    TERRAMIND_MODALITIES,
+    TERRAMIND_PATCH_SIZE,
+    TERRAMIND_SIZES,
+    ModelSpec,
+    terramind_model,
+)
 from ..weights.discovery import CheckpointFile, find_checkpoint
 from ..errors import InvalidArgumentError
 from .loading import CheckpointPart, StateDict, build_and_load, place
@@ -44,10 +51,6 @@ REFUSED_MODALITIES = {
     "caption": "TerraMind 1.0 has no caption tokenizer (TerraTorch's v1 tokenizer table has none)",
 }
 """Modalities TerraTorch names that these factories refuse, and why."""
-
-
-PATCH_SIZE = 16
-"""TerraMind's patch size: generator inputs must be a whole number of patches high and wide."""
 
 
 class TerraMindGenerator(nn.Module):
@@ -101,9 +104,9 @@ class TerraMindGenerator(nn.Module):
                 )
             check_image(name, tensor)
             shape = list(tensor.shape)
-            if shape[-1] % PATCH_SIZE or shape[-2] % PATCH_SIZE:
+            if shape[-1] % TERRAMIND_PATCH_SIZE or shape[-2] % TERRAMIND_PATCH_SIZE:
                 raise InvalidArgumentError(
-                    f"{name} is {shape[-2]}x{shape[-1]} pixels; TerraMind needs multiples of {PATCH_SIZE} "
+                    f"{name} is {shape[-2]}x{shape[-1]} pixels; TerraMind needs multiples of {TERRAMIND_PATCH_SIZE} "
                     "(tile or crop the scene, e.g. to 224x224)"
                 )
 
@@ -270,7 +273,7 @@ def build_terramind_backbone(
     arguments = {
         "modalities": [*names, *({name: channels} for name, channels in new_modalities.items())],
         "merge_method": merge_method,
-        "img_size": _validation.whole_number(img_size, "img_size", minimum=PATCH_SIZE),
+        "img_size": _validation.whole_number(img_size, "img_size", minimum=TERRAMIND_PATCH_SIZE),
         "modality_drop_rate": _validation.real_number(modality_drop_rate, "modality_drop_rate", minimum=0.0, maximum=1.0),
         "drop_path_rate": _validation.real_number(drop_path_rate, "drop_path_rate", minimum=0.0, maximum=1.0),
         **({"tim_modalities": list(tim)} if tim is not None else {}),

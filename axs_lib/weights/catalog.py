@@ -189,5 +189,9 @@ TERRAMIND_MODALITIES: dict[str, TerraMindModality] = {
     )
 }
 
+TERRAMIND_PATCH_SIZE = 16
+"""Pixels per side of a TerraMind 1.0 patch (every size): image sides must be multiples of it."""
+
 PRITHVI_PRETRAINED_BANDS = ("BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2")
-"""Band order of the Prithvi EO 2.0 patch embedding."""
+"""Band order of the Prithvi EO patch embedding (HLS reflectance x 10000), every published Prithvi EO model;
+their patch sizes and mean/std are TerraTorch's ``prithvi_cfgs`` (read by the models, not copied here)."""
