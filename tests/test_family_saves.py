@@ -165,3 +165,54 @@ def test_the_scene_command_segments_a_time_stack_with_its_dates_and_the_scene_ce
     assert wrong.returncode == 2
     assert wrong.stderr.strip().splitlines()[-1].endswith(
         "--dates gives 1 date(s); the model takes 2 time step(s), one date each")
+
+
+def terramind_model_args(size: str, modality: str) -> dict:
+    """A segmentation model on a TerraMind encoder as IBM's Sen1Floods11 config builds one (tiny depth)."""
+    return {
+        "backbone": f"axs_terramind_v1_{size}", "backbone_pretrained": True, "backbone_modalities": [modality],
+        "necks": [{"name": "SelectIndices", "indices": [2, 5, 8, 11]}, {"name": "ReshapeTokensToImage", "remove_cls_token": False},
+                  {"name": "LearnedInterpolateToPyramidal"}],
+        "decoder": "UNetDecoder", "decoder_channels": [32, 16, 8, 4], "num_classes": 2,
+    }
+
+
+def test_a_run_on_a_terramind_backbone_saves_and_reloads_in_a_new_process(weights, tmp_path):
+    task = SemanticSegmentationTask(model_factory="EncoderDecoderFactory", model_args=terramind_model_args("base", "S1GRD"),
+                                    loss="ce", ignore_index=-1, lr=1e-2)
+    samples = [{"image": torch.randn(2, 64, 64), "mask": torch.randint(0, 2, (64, 64))} for _ in range(4)]
+    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(task, train_dataloaders=torch.utils.data.DataLoader(samples, batch_size=2))
+    trainer.save_checkpoint(tmp_path / "run.ckpt")
+
+    model = PrithviSegmentation.from_pretrained(tmp_path / "run.ckpt")
+    assert (model.in_channels, model.patch_size, model.input_bands) == (2, 16, ("VV", "VH"))
+    assert model.base_model.name == "TerraMind-1.0-base"
+    images = torch.randn(2, 2, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(model(images).output, task.model.eval()(images).output)
+
+    folder = model.save_pretrained(tmp_path / "fine-tuned")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["base_model"]["name"] == "TerraMind-1.0-base"
+    assert config["base_model"]["fingerprint"] == base_fingerprint(weights / "TerraMind-1.0-base" / "TerraMind_v1_base.pt")
+    reloaded = load_in_fresh_process(folder, images, tmp_path, weights, LOAD_IN_FRESH_PROCESS)
+    with torch.no_grad():
+        assert torch.equal(reloaded["folder"], model(images).output)
+
+
+def test_the_scene_command_segments_sar_with_a_terramind_model_and_its_statistics(weights, tmp_path):
+    model = build_from_recipe("EncoderDecoderFactory", terramind_model_args("tiny", "S1GRD"), pretrained=True,
+                              checkpoint_path=None, device=torch.device("cpu"), dtype=None)
+    folder = model.save_pretrained(tmp_path / "sar-model")
+    scene = write_synthetic_scene(tmp_path / "scene", size=96)
+    output = tmp_path / "classes.tif"
+    result = run_segment(str(scene.sar), str(output), "--model", str(folder), "--tile", "64", "--overlap", "16",
+                         "--stac", weights=weights)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with rasterio.open(output) as written:
+        assert written.tags()["AXS_SEGMENTATION_MODEL"] == "TerraMind-1.0-tiny" and written.shape == (96, 96)
+    (model_input,) = json.loads(output.with_suffix(".json").read_text())["properties"]["mlm:input"]
+    assert [scaling["mean"] for scaling in model_input["value_scaling"]] == list(model.input_statistics[0])
+    assert model.input_statistics[0][0] < 0  # Sentinel-1 backscatter in dB, not Prithvi's reflectance

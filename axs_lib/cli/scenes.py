@@ -65,19 +65,19 @@ def _in_command_terms(error: AxsModelError) -> AxsModelError | str:
 
 
 def segment(args: argparse.Namespace) -> list[Path]:
-    """A class map (or class probabilities) from a Prithvi segmentation model, over a reflectance scene; for a
-    model built with num_frames=T, over a time stack (T x the model's bands, date by date, with --dates)."""
+    """A class map (or class probabilities) from a segmentation model on a Prithvi or TerraMind encoder, over a
+    scene of the model's bands; for a model built with num_frames=T, over a time stack (T x the model's bands,
+    date by date, with --dates)."""
     model, device = _segmentation_model(args)
     standardize = not args.no_standardize
-    if standardize and model.in_channels != len(B.PRITHVI_BANDS):
+    bands = model.input_bands
+    if standardize and model.in_channels != len(bands):
         raise InvalidSceneError(
-            f"the model takes {model.in_channels} bands; standardisation knows Prithvi's "
-            f"{len(B.PRITHVI_BANDS)} only: standardise the input yourself and pass --no-standardize"
+            f"the model takes {model.in_channels} bands; standardisation knows the {len(bands)} pretraining bands "
+            f"({', '.join(bands)}) only: standardise the input yourself and pass --no-standardize"
         )
     frames = model.num_frames
-    scene = SceneInput.open(
-        args.input, model.in_channels * frames, B.PRITHVI_BANDS if standardize and frames == 1 else ()
-    )
+    scene = SceneInput.open(args.input, model.in_channels * frames, bands if standardize and frames == 1 else ())
     coordinates = _coordinates(args, scene, model)
     model_mean, model_std = model.input_statistics
     mean = torch.tensor(model_mean)[:, None, None, None]
@@ -101,7 +101,7 @@ def segment(args: argparse.Namespace) -> list[Path]:
              "coordinates": {name: value.tolist() for name, value in coordinates.items()}, "weights": fingerprints},
         **_common(args, device, model.patch_size),
     )
-    description = _segmentation_description(args, model, B.PRITHVI_BANDS * frames, standardize)
+    description = _segmentation_description(args, model, bands * frames, standardize)
     return _written(args, {"classes": (output, args.input, description)}, provenance)
 
 
@@ -150,14 +150,15 @@ def pipeline(args: argparse.Namespace) -> list[Path]:
     """SAR -> optical -> classes in one pass; the optical scene is written only with ``--optical``."""
     scene = SceneInput.open(args.input, len(B.S1GRD_BANDS), B.S1GRD_BANDS)
     model, device = _segmentation_model(args)
-    if model.in_channels != len(B.PRITHVI_BANDS):
+    bands = model.input_bands
+    if model.in_channels != len(bands) or not set(bands) <= set(B.S2L2A_NAMES):
         raise InvalidSceneError(
-            f"the segmentation model takes {model.in_channels} bands; the pipeline feeds it Prithvi's "
-            f"{len(B.PRITHVI_BANDS)} bands ({', '.join(B.PRITHVI_BANDS)}) of the generated optical scene"
+            f"the segmentation model takes {model.in_channels} bands ({', '.join(bands)}); the pipeline feeds it "
+            f"bands of the generated Sentinel-2 L2A scene ({', '.join(B.S2L2A_NAMES)})"
         )
     generator, _ = _generator(args)
     to_db = _sar_to_db(args.linear)
-    selected = list(B.PRITHVI_FROM_S2L2A)
+    selected = [B.S2L2A_NAMES.index(band) for band in bands]
     model_mean, model_std = model.input_statistics
     mean = torch.tensor(model_mean)[:, None, None]
     std = torch.tensor(model_std)[:, None, None]
@@ -307,12 +308,14 @@ def _segmentation_description(
     recipe = model.build_recipe.arguments if model.build_recipe is not None else {}
     architecture = f"{model.base_model.name} ViT encoder + {recipe.get('decoder', 'UperNetDecoder')} (TerraTorch)"
     if generator is not None:
-        architecture = f"{generator.architecture}, then {architecture} on {', '.join(B.PRITHVI_BANDS)}"
+        architecture = f"{generator.architecture}, then {architecture} on {', '.join(model.input_bands)}"
     return ModelDescription(
         name=args.model.resolve().name if generator is None else f"{generator.name} + {args.model.resolve().name}",
         architecture=architecture, task="semantic-segmentation", input_bands=input_bands, tile=args.tile,
         input_description=generator.input_description if generator is not None else (
-            "reflectance x 10000" + (", standardised with Prithvi's mean and std" if standardize else ", standardised by the caller")
+            ("dB" if model.input_modality in ("S1GRD", "S1RTC") else "reflectance x 10000")
+            + (f", standardised with {model.base_model.name}'s pretraining mean and std" if standardize
+               else ", standardised by the caller")
         ),
         output_bands=["class"], href=str(args.model.resolve()),
         artifact_type="lightning.ckpt" if args.model.is_file() else "axs_lib.save_pretrained",

@@ -22,7 +22,7 @@ from ..errors import NotASavedModelError, UnreadableCheckpointError
 from ..weights.discovery import find_checkpoint
 from .loading import check_saved_tensors
 from .pretrained import ENCODER_PREFIX, BuildFunction
-from .recipe import PRITHVI_BACKBONES, base_model_spec
+from .recipe import SEGMENTATION_BACKBONES, base_model_spec
 
 if TYPE_CHECKING:
     from .prithvi import PrithviSegmentation
@@ -81,9 +81,9 @@ def read_lightning_checkpoint(path: Path) -> LightningRun:
     if hyper_parameters.get("aux_heads"):
         raise NotASavedModelError(path, "it has auxiliary heads (aux_heads), which PrithviSegmentation does not carry")
     model_args = dict(hyper_parameters.get("model_args") or {})
-    if model_args.get("backbone") not in PRITHVI_BACKBONES:
+    if model_args.get("backbone") not in SEGMENTATION_BACKBONES:
         raise NotASavedModelError(
-            path, f"its backbone is {model_args.get('backbone')!r}; expected one of {', '.join(PRITHVI_BACKBONES)}"
+            path, f"its backbone is {model_args.get('backbone')!r}; expected one of {', '.join(SEGMENTATION_BACKBONES)}"
         )
     state_dict = {key: value for key, value in checkpoint["state_dict"].items() if key.startswith(MODEL_PREFIX)}
     arguments = {key: value for key, value in model_args.items() if key not in _WEIGHT_LOCATION_ARGUMENTS}

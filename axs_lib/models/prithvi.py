@@ -15,14 +15,21 @@ from torch import nn
 from . import _validation
 from ._terratorch import needing_terratorch, terratorch_module
 from .architecture import builder_arguments
-from ..weights.catalog import KNOWN_MODELS, PRITHVI_600M, PRITHVI_MODELS, ModelSpec
+from ..weights.catalog import (
+    KNOWN_MODELS,
+    PRITHVI_600M,
+    PRITHVI_MODELS,
+    PRITHVI_PRETRAINED_BANDS,
+    TERRAMIND_MODALITIES,
+    ModelSpec,
+)
 from ..weights.discovery import CheckpointFile, find_checkpoint
 from ..errors import CheckpointMismatchError, InvalidArgumentError
 from .loading import CheckpointPart, StateDict, build_and_load, place
 from .hub_mixin import SavedModelMixin
 from .lightning_checkpoint import load_lightning_checkpoint
 from .pretrained import is_earlier_save, load_folder, write_folder
-from .recipe import BuildRecipe, base_model_spec, patch_embedding
+from .recipe import BuildRecipe, base_model_spec, input_embedding
 
 logger = logging.getLogger(__name__)
 
@@ -99,31 +106,50 @@ class PrithviSegmentation(SavedModelMixin, nn.Module):
         self.model = model
         self.in_channels = in_channels
         self.num_classes = num_classes
-        self.patch_size = int(patch_embedding(model).kernel_size[-1])
+        self.patch_size = input_embedding(model).patch_size
         self.build_recipe = build_recipe
 
     @property
     def base_model(self) -> ModelSpec:
-        """The catalog entry of the Prithvi model the encoder was built as (and fine-tuned from, when pretrained)."""
+        """The catalog entry of the model the encoder was built as (and fine-tuned from, when pretrained)."""
         if self.build_recipe is None:
             return KNOWN_MODELS[PRITHVI_600M]
         return base_model_spec(self.build_recipe.factory, self.build_recipe.arguments)
 
     @property
+    def input_modality(self) -> str | None:
+        """For a TerraMind encoder, the modality an image tensor is taken as (its first); ``None`` for Prithvi."""
+        return input_embedding(self.model).modality
+
+    @property
+    def input_bands(self) -> tuple[str, ...]:
+        """The pretraining bands, in input order: Prithvi's six HLS bands, or the TerraMind modality's."""
+        modality = self.input_modality
+        return PRITHVI_PRETRAINED_BANDS if modality is None else TERRAMIND_MODALITIES[modality].bands
+
+    @property
     def input_statistics(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Mean and standard deviation of the pretraining bands (reflectance x 10000), TerraTorch's for the base model."""
-        configuration = terratorch_module("models.backbones.prithvi_vit").prithvi_cfgs[self.base_model.builder]
-        return tuple(configuration["mean"]), tuple(configuration["std"])
+        """Mean and standard deviation of :attr:`input_bands` in pretraining (TerraTorch's for the base model:
+        reflectance x 10000 for optical bands, dB for Sentinel-1)."""
+        key = input_embedding(self.model).terratorch_key
+        if key is None:
+            configuration = terratorch_module("models.backbones.prithvi_vit").prithvi_cfgs[self.base_model.builder]
+            return tuple(configuration["mean"]), tuple(configuration["std"])
+        register = terratorch_module("models.backbones.terramind.model.terramind_register")
+        return tuple(register.v1_pretraining_mean[key]), tuple(register.v1_pretraining_std[key])
 
     @property
     def num_frames(self) -> int:
         """Time steps the encoder takes: images are ``[B, in_channels, num_frames, H, W]`` when above 1."""
-        return self._encoder.num_frames
+        encoder = self._prithvi_encoder
+        return 1 if encoder is None else encoder.num_frames
 
     @property
     def coordinates(self) -> tuple[str, ...]:
         """The coordinates the encoder adds when given: ``"temporal_coords"``, ``"location_coords"``, or none."""
-        encoder = self._encoder
+        encoder = self._prithvi_encoder
+        if encoder is None:
+            return ()
         return tuple(
             name
             for name, used in (("temporal_coords", encoder.temporal_encoding), ("location_coords", encoder.location_encoding))
@@ -131,9 +157,9 @@ class PrithviSegmentation(SavedModelMixin, nn.Module):
         )
 
     @property
-    def _encoder(self) -> nn.Module:
+    def _prithvi_encoder(self) -> nn.Module | None:
         vit = terratorch_module("models.backbones.prithvi_mae").PrithviViT
-        return next(module for module in self.model.modules() if isinstance(module, vit))
+        return next((module for module in self.model.modules() if isinstance(module, vit)), None)
 
     @property
     def head_dtype(self) -> torch.dtype:
@@ -359,7 +385,7 @@ def build_from_recipe(
     )
     model = PrithviSegmentation(
         pixel_model,
-        in_channels=patch_embedding(pixel_model).in_channels,
+        in_channels=input_embedding(pixel_model).channels,
         num_classes=arguments["num_classes"],
         build_recipe=recipe,
     )

@@ -12,7 +12,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import InvalidArgumentError
-from ..weights.catalog import KNOWN_MODELS, PRITHVI_600M, PRITHVI_MODELS, ModelSpec
+from ..weights.catalog import KNOWN_MODELS, PRITHVI_600M, PRITHVI_MODELS, TERRAMIND_LARGE, TERRAMIND_MODELS, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,13 @@ class BuildRecipe:
     encoder_is_base: bool = True
 
 
-PRITHVI_BACKBONES: dict[str, str] = {f"axs_{spec.builder}": spec.name for spec in PRITHVI_MODELS} | {"prithvi_600M": PRITHVI_600M}
-"""TerraTorch backbone names (registered by this library) a saved or Lightning-trained model may use, to the
-catalog name of the base weights each loads: every Prithvi EO backbone, and the legacy alias ``prithvi_600M``."""
+SEGMENTATION_BACKBONES: dict[str, str] = (
+    {f"axs_{spec.builder}": spec.name for spec in (*PRITHVI_MODELS, *TERRAMIND_MODELS)}
+    | {"prithvi_600M": PRITHVI_600M, "terramind_backbone": TERRAMIND_LARGE}
+)
+"""TerraTorch backbone names (registered by this library) a saved or Lightning-trained segmentation model may use,
+to the catalog name of the base weights each loads: every Prithvi EO and TerraMind 1.0 backbone, and the legacy
+aliases."""
 
 
 def base_model_spec(factory: str, arguments: dict[str, Any]) -> ModelSpec:
@@ -45,18 +49,39 @@ def base_model_spec(factory: str, arguments: dict[str, Any]) -> ModelSpec:
     ``build_prithvi_600``, the backbone's own model for ``EncoderDecoderFactory``.
 
     Raises:
-        InvalidArgumentError: a backbone that is not one of :data:`PRITHVI_BACKBONES`.
+        InvalidArgumentError: a backbone that is not one of :data:`SEGMENTATION_BACKBONES`.
     """
     if factory == "build_prithvi_600":
         return KNOWN_MODELS[PRITHVI_600M]
     backbone = arguments.get("backbone")
-    if backbone not in PRITHVI_BACKBONES:
+    if backbone not in SEGMENTATION_BACKBONES:
         raise InvalidArgumentError(
-            f"the model's backbone is {backbone!r}; a saved model's backbone is one of {', '.join(PRITHVI_BACKBONES)}"
+            f"the model's backbone is {backbone!r}; a saved model's backbone is one of {', '.join(SEGMENTATION_BACKBONES)}"
         )
-    return KNOWN_MODELS[PRITHVI_BACKBONES[backbone]]
+    return KNOWN_MODELS[SEGMENTATION_BACKBONES[backbone]]
 
 
-def patch_embedding(model: nn.Module) -> nn.Module:
-    """The encoder's patch-embedding projection (a convolution) inside a TerraTorch Prithvi model."""
-    return next(module for name, module in model.named_modules() if name.endswith("patch_embed.proj"))
+@dataclass(frozen=True)
+class InputEmbedding:
+    """What a model's tensor input must be: ``channels`` bands, sides a multiple of ``patch_size`` pixels;
+    for a TerraMind encoder, ``modality`` names the modality a tensor is taken as (its first one) and
+    ``terratorch_key`` TerraTorch's name for it (``"untok_sen1grd@224"``)."""
+
+    channels: int
+    patch_size: int
+    modality: str | None = None
+    terratorch_key: str | None = None
+
+
+def input_embedding(model: nn.Module) -> InputEmbedding:
+    """The input embedding of the encoder inside a TerraTorch model: Prithvi's patch embedding, or the
+    embedding of a TerraMind encoder's first modality (the one a plain tensor input is given to)."""
+    for name, module in model.named_modules():
+        if name.endswith("patch_embed.proj"):
+            return InputEmbedding(module.in_channels, int(module.kernel_size[-1]))
+        if hasattr(module, "encoder_embeddings") and hasattr(module, "mod_name_mapping"):
+            modality = module.modalities[0]
+            key = module.mod_name_mapping[modality]
+            embedding = module.encoder_embeddings[key]
+            return InputEmbedding(embedding.num_channels, int(embedding.patch_size[-1]), modality, key)
+    raise InvalidArgumentError(f"{type(model).__name__} holds neither a Prithvi nor a TerraMind encoder")
