@@ -112,8 +112,8 @@ def test_output_is_a_tiled_geotiff_on_the_input_grid_with_nodata_kept(work):
     ("change", "complaint"),
     [
         ({"bands": 3}, "has 2 band(s); expected 3"),
-        ({"tile": 30, "multiple_of": 16}, "--tile must be a positive multiple of the model's patch size 16, got 30"),
-        ({"overlap": 16}, "--overlap must be at least 0 and less than half of --tile (32), got 16"),
+        ({"tile": 30, "multiple_of": 16}, "`tile` must be a positive multiple of the model's patch size 16, got 30"),
+        ({"overlap": 16}, "`overlap` must be at least 0 and less than half of `tile` (32), got 16"),
     ],
 )
 def test_bad_tiling_or_bands_are_refused_before_anything_is_written(scene, work, change, complaint):
@@ -166,7 +166,7 @@ def test_input_without_crs_is_refused(work):
 def test_existing_output_is_kept_unless_overwrite(scene, work):
     output = work / "out.tif"
     output.write_bytes(b"precious")
-    with pytest.raises(OutputExistsError, match="exists; pass --overwrite"):
+    with pytest.raises(OutputExistsError, match="exists; pass `overwrite=True`"):
         stream_model(convolution(), scene, output, tile=64, overlap=16)
     assert output.read_bytes() == b"precious"
     stream_model(convolution(), scene, output, tile=64, overlap=16, overwrite=True)
@@ -351,7 +351,7 @@ def test_a_partial_folder_left_by_a_run_killed_after_its_final_rename_is_removed
     assert killed.returncode == -signal.SIGKILL and (work / "out.tif.partial").is_dir()
     np.testing.assert_array_equal(read(output), reference)
 
-    assert refused(run_worker(scene, output)) == f"error: {output} exists; pass --overwrite to replace it"
+    assert refused(run_worker(scene, output)) == f"error: {output} exists; pass `overwrite=True` to replace it"
     assert sorted(path.name for path in work.iterdir()) == ["out.tif"]
 
 

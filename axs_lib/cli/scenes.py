@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -51,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _in_command_terms(error: AxsModelError) -> AxsModelError | str:
-    """The message of a library error whose advice names Python arguments, said with this command's options."""
+def _in_command_terms(error: AxsModelError) -> str:
+    """A library error's message, said with this command's options: the library names Python arguments in
+    backticks (`` `tile` ``, `` `overwrite=True` ``), which become ``--tile``, ``--overwrite``."""
     if isinstance(error, SceneInterruptedError):
         return f"{error.problem}; {error.advice}, then rerun the same command to {error.resume}"
     if isinstance(error, BaseModelMismatchError):
@@ -61,7 +63,8 @@ def _in_command_terms(error: AxsModelError) -> AxsModelError | str:
             f"at {error.base} has fingerprint {error.found}: pass --base-checkpoint <the original base weights>, "
             "or save the model with include_base=True to make its folder self-contained"
         )
-    return error
+    message = str(error).replace("call again with the same arguments", "rerun the same command")
+    return re.sub(r"`(\w+)(?:=True)?`", lambda argument: "--" + argument.group(1).replace("_", "-"), message)
 
 
 def segment(args: argparse.Namespace) -> list[Path]:

@@ -62,7 +62,7 @@ def run_scene(
     """
     check_tiling(tile, overlap, multiple_of)
     if batch_size < 1:
-        raise InvalidSceneError(f"--batch-size must be at least 1, got {batch_size}")
+        raise InvalidSceneError(f"`batch_size` must be at least 1, got {batch_size}")
     check_output_paths(scene.path, [path for spec in outputs.values() for path in _written_paths(spec)])
     plan = plan_windows(scene.height, scene.width, tile, overlap)
     partials = {name: PartialOutput(spec) for name, spec in outputs.items()}

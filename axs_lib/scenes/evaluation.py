@@ -71,7 +71,7 @@ def evaluate_scene(
     missing files, rasters without CRS, rasters that do not overlap, mismatched bands or no valid pixel.
     """
     if tile < 2 * SSIM_HALO + 1:
-        raise InvalidSceneError(f"--tile must be at least {2 * SSIM_HALO + 1} pixels, got {tile}")
+        raise InvalidSceneError(f"`tile` must be at least {2 * SSIM_HALO + 1} pixels, got {tile}")
     with gdal_environment(), ExitStack() as stack:
         predicted = _open(stack, prediction)
         kind = kind or _infer_kind(predicted)
@@ -214,7 +214,7 @@ def _classes(pair: _Pair, num_classes: int | None, ignore_index: int | None, til
     if not 1 <= num_classes <= MAX_CLASSES:
         raise InvalidSceneError(
             f"{num_classes} classes: 1 to {MAX_CLASSES} are supported; a larger class value is usually an undeclared "
-            "nodata value: declare it (gdal_edit.py -a_nodata), or pass --ignore-index or --num-classes"
+            "nodata value: declare it (gdal_edit.py -a_nodata), or pass `ignore_index` or `num_classes`"
         )
     metrics = ClassMetrics(num_classes)
     for prediction, reference in labelled():
@@ -268,7 +268,7 @@ def _reference_indexes(prediction, reference, chosen: Sequence[int] | None) -> t
     if chosen:
         if len(chosen) != count or not all(1 <= index <= reference.count for index in chosen):
             raise InvalidSceneError(
-                f"--reference-bands needs {count} band number(s) between 1 and {reference.count}, got {list(chosen)}"
+                f"`reference_bands` needs {count} band number(s) between 1 and {reference.count}, got {list(chosen)}"
             )
         return tuple(chosen)
     names = [(name or "").strip().upper() for name in reference.descriptions]
@@ -279,5 +279,5 @@ def _reference_indexes(prediction, reference, chosen: Sequence[int] | None) -> t
         return tuple(range(1, count + 1))
     raise InvalidSceneError(
         f"{reference.name} has {reference.count} band(s) and the prediction {count}, and their descriptions do not name "
-        "the same bands: pass --reference-bands with the reference's band numbers in the prediction's order"
+        "the same bands: pass `reference_bands` with the reference's band numbers in the prediction's order"
     )

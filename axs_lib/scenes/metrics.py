@@ -134,8 +134,8 @@ class ClassMetrics:
             if values.numel() and not 0 <= int(values.min()) <= int(values.max()) < self.num_classes:
                 found = int(values.max()) if int(values.max()) >= self.num_classes else int(values.min())
                 raise InvalidSceneError(
-                    f"the {name} holds class {found}, outside 0..{self.num_classes - 1}: pass --num-classes, "
-                    "--ignore-index for a label to leave out, or declare the raster's nodata value (gdal_edit.py -a_nodata)"
+                    f"the {name} holds class {found}, outside 0..{self.num_classes - 1}: pass `num_classes`, "
+                    "`ignore_index` for a label to leave out, or declare the raster's nodata value (gdal_edit.py -a_nodata)"
                 )
         self.confusion.update(prediction, reference)
 

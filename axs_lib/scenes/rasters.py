@@ -184,12 +184,12 @@ class PartialOutput:
         saved = (self._saved_run() or {}) if self.folder.exists() else wanted
         if not overwrite:
             if self.spec.path.exists():
-                raise OutputExistsError(f"{self.spec.path} exists; pass --overwrite to replace it")
+                raise OutputExistsError(f"{self.spec.path} exists; pass `overwrite=True` to replace it")
             if saved != wanted:
                 changed = sorted(key for key in {*saved, *wanted} if saved.get(key) != wanted.get(key))
                 raise OutputExistsError(
                     f"{self.folder} holds a partial output of a different run ({', '.join(changed)} changed); "
-                    "rerun the same command to resume it, or pass --overwrite to discard it"
+                    "call again with the same arguments to resume it, or pass `overwrite=True` to discard it"
                 )
         if saved != wanted:
             shutil.rmtree(self.folder)

@@ -80,9 +80,9 @@ class WindowPlan:
 def check_tiling(tile: int, overlap: int, multiple_of: int = 1) -> None:
     """Refuse a tile that is not a positive multiple of ``multiple_of`` or an overlap of half the tile or more."""
     if tile <= 0 or tile % multiple_of:
-        raise InvalidSceneError(f"--tile must be a positive multiple of the model's patch size {multiple_of}, got {tile}")
+        raise InvalidSceneError(f"`tile` must be a positive multiple of the model's patch size {multiple_of}, got {tile}")
     if not 0 <= 2 * overlap < tile:
-        raise InvalidSceneError(f"--overlap must be at least 0 and less than half of --tile ({tile}), got {overlap}")
+        raise InvalidSceneError(f"`overlap` must be at least 0 and less than half of `tile` ({tile}), got {overlap}")
 
 
 def plan_windows(height: int, width: int, tile: int, overlap: int) -> WindowPlan:
