@@ -360,7 +360,11 @@ def _sar_to_db(linear: bool) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def _sar_fill(linear: bool) -> tuple[float, ...]:
-    return tuple(10 ** (db / 10) for db in B.S1GRD_MEAN_DB) if linear else B.S1GRD_MEAN_DB
+    """What nodata SAR pixels are given to the generator: TerraMind's S1GRD pretraining mean (dB), or its power."""
+    from ..models.terramind import pretraining_statistics, raw_modality_key
+
+    mean_db, _ = pretraining_statistics(raw_modality_key("S1GRD"))
+    return tuple(10 ** (db / 10) for db in mean_db) if linear else mean_db
 
 
 def _model_identity(path: Path) -> dict:

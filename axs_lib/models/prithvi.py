@@ -30,6 +30,7 @@ from .hub_mixin import SavedModelMixin
 from .lightning_checkpoint import load_lightning_checkpoint
 from .pretrained import is_earlier_save, load_folder, write_folder
 from .recipe import BuildRecipe, base_model_spec, input_embedding
+from .terramind import pretraining_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +136,7 @@ class PrithviSegmentation(SavedModelMixin, nn.Module):
         if key is None:
             configuration = terratorch_module("models.backbones.prithvi_vit").prithvi_cfgs[self.base_model.builder]
             return tuple(configuration["mean"]), tuple(configuration["std"])
-        register = terratorch_module("models.backbones.terramind.model.terramind_register")
-        return tuple(register.v1_pretraining_mean[key]), tuple(register.v1_pretraining_std[key])
+        return pretraining_statistics(key)
 
     @property
     def num_frames(self) -> int:

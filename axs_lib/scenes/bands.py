@@ -1,5 +1,5 @@
 """What the scene commands add to the catalog's band orders: Sentinel-2 band ids and STAC common names, the
-reflectance scale, TerraMind's S1GRD mean for nodata pixels, and where Prithvi's bands sit in S2L2A."""
+reflectance scale, the floor of linear SAR power, and where Prithvi's bands sit in S2L2A."""
 
 from __future__ import annotations
 
@@ -18,8 +18,6 @@ RGB_BANDS = tuple(S2L2A_NAMES.index(colour) for colour in ("RED", "GREEN", "BLUE
 REFLECTANCE_MAX = 10000
 
 S1GRD_BANDS = TERRAMIND_MODALITIES["S1GRD"].bands
-S1GRD_MEAN_DB = (-12.599, -20.293)
-"""TerraMind's S1GRD pretraining mean: nodata pixels are given to the generator as this value."""
 LINEAR_FLOOR = 1e-6
 
 PRITHVI_BANDS = PRITHVI_PRETRAINED_BANDS
