@@ -12,7 +12,7 @@ import pytest
 
 import axs_lib
 from axs_lib.models import KNOWN_MODELS, WrongModuleImportError
-from axs_lib.weights.catalog import Family
+from axs_lib.weights.catalog import PRITHVI_MODELS, TERRAMIND_MODALITIES, TERRAMIND_MODELS, Family
 
 
 def test_factories_imported_from_the_top_package_point_to_axs_lib_models():
@@ -30,6 +30,26 @@ def test_every_catalog_entry_matches_terratorchs_published_weights_table():
     published = {**prithvi, **terramind, **tokenizers}
     for spec in KNOWN_MODELS.values():
         assert published[spec.builder] == {"hf_hub_id": spec.repo_id, "hf_hub_filename": spec.filename}, spec.name
+
+
+def test_the_catalogs_model_facts_are_terratorchs_bands_statistics_and_patch_sizes():
+    from terratorch.models.backbones.prithvi_vit import prithvi_cfgs
+    from terratorch.models.backbones.terramind.model.terramind_register import v1_pretraining_mean, v1_pretraining_std
+    from terratorch.registry import TERRATORCH_BACKBONE_REGISTRY
+
+    for spec in PRITHVI_MODELS:
+        configuration = prithvi_cfgs[spec.builder]
+        assert spec.bands == tuple(getattr(band, "value", band) for band in configuration["bands"]), spec.name
+        assert (spec.mean, spec.std) == (tuple(configuration["mean"]), tuple(configuration["std"])), spec.name
+        assert spec.patch_size == configuration["patch_size"][-1], spec.name
+    raw = [name for name, modality in TERRAMIND_MODALITIES.items() if modality.bands]
+    encoder = TERRATORCH_BACKBONE_REGISTRY.build("terramind_v1_tiny", pretrained=False, modalities=raw)
+    for name in raw:
+        key = encoder.mod_name_mapping[name]
+        modality = TERRAMIND_MODALITIES[name]
+        assert (modality.mean, modality.std) == (tuple(v1_pretraining_mean[key]), tuple(v1_pretraining_std[key])), name
+        assert len(modality.bands) == encoder.encoder_embeddings[key].num_channels, name
+    assert {spec.patch_size for spec in TERRAMIND_MODELS} == {encoder.encoder_embeddings[key].patch_size[-1]} == {16}
 
 
 def test_every_catalog_builder_is_registered_in_terratorch():

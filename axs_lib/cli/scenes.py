@@ -18,7 +18,7 @@ import torch
 
 from ..demo import command as demo
 from ..errors import AxsModelError, BaseModelMismatchError, InvalidSceneError, SceneInterruptedError
-from ..weights.catalog import KNOWN_MODELS, TERRAMIND_PATCH_SIZE, terramind_model
+from ..weights.catalog import KNOWN_MODELS, TERRAMIND_MODALITIES, TERRAMIND_PATCH_SIZE, terramind_model
 from ..weights.discovery import find_checkpoint
 from ..weights.fingerprint import weights_fingerprints
 from ..scenes import bands as B
@@ -361,9 +361,7 @@ def _sar_to_db(linear: bool) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def _sar_fill(linear: bool) -> tuple[float, ...]:
     """What nodata SAR pixels are given to the generator: TerraMind's S1GRD pretraining mean (dB), or its power."""
-    from ..models.terramind import pretraining_statistics, raw_modality_key
-
-    mean_db, _ = pretraining_statistics(raw_modality_key("S1GRD"))
+    mean_db = TERRAMIND_MODALITIES["S1GRD"].mean
     return tuple(10 ** (db / 10) for db in mean_db) if linear else mean_db
 
 

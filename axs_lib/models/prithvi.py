@@ -19,7 +19,6 @@ from ..weights.catalog import (
     KNOWN_MODELS,
     PRITHVI_600M,
     PRITHVI_MODELS,
-    PRITHVI_PRETRAINED_BANDS,
     TERRAMIND_MODALITIES,
     ModelSpec,
 )
@@ -30,7 +29,6 @@ from .hub_mixin import SavedModelMixin
 from .lightning_checkpoint import load_lightning_checkpoint
 from .pretrained import is_earlier_save, load_folder, write_folder
 from .recipe import BuildRecipe, base_model_spec, input_embedding
-from .terramind import pretraining_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -124,19 +122,17 @@ class PrithviSegmentation(SavedModelMixin, nn.Module):
 
     @property
     def input_bands(self) -> tuple[str, ...]:
-        """The pretraining bands, in input order: Prithvi's six HLS bands, or the TerraMind modality's."""
+        """The pretraining bands, in input order: the Prithvi model's, or the TerraMind modality's (catalog)."""
         modality = self.input_modality
-        return PRITHVI_PRETRAINED_BANDS if modality is None else TERRAMIND_MODALITIES[modality].bands
+        return self.base_model.bands if modality is None else TERRAMIND_MODALITIES[modality].bands
 
     @property
     def input_statistics(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Mean and standard deviation of :attr:`input_bands` in pretraining (TerraTorch's for the base model:
+        """Mean and standard deviation of :attr:`input_bands` in pretraining (the catalog's, TerraTorch's values:
         reflectance x 10000 for optical bands, dB for Sentinel-1)."""
-        key = input_embedding(self.model).terratorch_key
-        if key is None:
-            configuration = terratorch_module("models.backbones.prithvi_vit").prithvi_cfgs[self.base_model.builder]
-            return tuple(configuration["mean"]), tuple(configuration["std"])
-        return pretraining_statistics(key)
+        modality = self.input_modality
+        source = self.base_model if modality is None else TERRAMIND_MODALITIES[modality]
+        return source.mean, source.std
 
     @property
     def num_frames(self) -> int:

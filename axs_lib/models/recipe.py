@@ -64,13 +64,11 @@ def base_model_spec(factory: str, arguments: dict[str, Any]) -> ModelSpec:
 @dataclass(frozen=True)
 class InputEmbedding:
     """What a model's tensor input must be: ``channels`` bands, sides a multiple of ``patch_size`` pixels;
-    for a TerraMind encoder, ``modality`` names the modality a tensor is taken as (its first one) and
-    ``terratorch_key`` TerraTorch's name for it (``"untok_sen1grd@224"``)."""
+    for a TerraMind encoder, ``modality`` names the modality a tensor is taken as (its first one)."""
 
     channels: int
     patch_size: int
     modality: str | None = None
-    terratorch_key: str | None = None
 
 
 def input_embedding(model: nn.Module) -> InputEmbedding:
@@ -81,7 +79,6 @@ def input_embedding(model: nn.Module) -> InputEmbedding:
             return InputEmbedding(module.in_channels, int(module.kernel_size[-1]))
         if hasattr(module, "encoder_embeddings") and hasattr(module, "mod_name_mapping"):
             modality = module.modalities[0]
-            key = module.mod_name_mapping[modality]
-            embedding = module.encoder_embeddings[key]
-            return InputEmbedding(embedding.num_channels, int(embedding.patch_size[-1]), modality, key)
+            embedding = module.encoder_embeddings[module.mod_name_mapping[modality]]
+            return InputEmbedding(embedding.num_channels, int(embedding.patch_size[-1]), modality)
     raise InvalidArgumentError(f"{type(model).__name__} holds neither a Prithvi nor a TerraMind encoder")

@@ -111,18 +111,6 @@ class TerraMindGenerator(nn.Module):
                 )
 
 
-def pretraining_statistics(terratorch_key: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """TerraMind 1.0's pretraining mean and standard deviation of a raw modality's bands (TerraTorch's
-    ``v1_pretraining_mean``/``_std``), by TerraTorch's name for the modality, e.g. ``"untok_sen1grd@224"``."""
-    register = terratorch_module("models.backbones.terramind.model.terramind_register")
-    return tuple(register.v1_pretraining_mean[terratorch_key]), tuple(register.v1_pretraining_std[terratorch_key])
-
-
-def raw_modality_key(modality: str) -> str:
-    """TerraTorch's name for a modality's raw (untokenized) image, e.g. ``"untok_sen1grd@224"`` for S1GRD."""
-    return "un" + TERRAMIND_MODALITIES[modality].token_key
-
-
 def check_image(name: str, image: torch.Tensor, bands: Sequence[str] | None = None) -> None:
     """``image`` is ``[B, C, H, W]`` with ``bands`` (default: those TerraMind was pretrained on for ``name``)."""
     bands = TERRAMIND_MODALITIES[name].bands if bands is None else tuple(bands)
