@@ -192,7 +192,6 @@ def pipeline(args: argparse.Namespace) -> list[Path]:
     return _written(args, {name: (spec, args.input, classes if name == "classes" else generated) for name, spec in outputs.items()}, provenance)
 
 
-
 def evaluate(args: argparse.Namespace) -> list[Path]:
     """Scores of a prediction against a reference raster, over the pixels valid in both, streamed window by window:
     optical (PSNR, SSIM, MAE per band, SAM) or classes (confusion matrix, IoU and F1 per class, mIoU, accuracy)."""

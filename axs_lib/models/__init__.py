@@ -23,8 +23,6 @@ from ..errors import (
     SavedModelNotFoundError,
     TerraTorchUnavailableError,
     UnknownTokenizerPresetError,
-
-
     UnsupportedModelError,
     WrongModuleImportError,
 )
@@ -53,8 +51,6 @@ __all__ = [
     "SavedModelNotFoundError",
     "TerraTorchUnavailableError",
     "UnknownTokenizerPresetError",
-
-
     "UnsupportedModelError",
     "WrongModuleImportError",
     "build_prithvi_600",
