@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -177,6 +178,8 @@ class TestFolder:
         assert any(key.startswith("model.decoder.") for key in saved) and any(key.startswith("model.head.") for key in saved)
         adapter = json.loads((folder / "adapter_config.json").read_text())
         assert adapter["peft_type"] == "LORA" and adapter["r"] == 8 and set(adapter["target_modules"]) == {"q_linear", "v_linear"}
+        remote_code = runpy.run_path(str(folder / "modeling_axs_lib.py"))
+        assert {entry.split(".")[-1] for entry in config["auto_map"].values()} == set(remote_code["__all__"]) <= set(remote_code)
 
     def test_a_small_folder_is_much_smaller_than_a_self_contained_one(self, weights, tmp_path):
         model = build_prithvi_600(num_classes=2, img_size=TILE)

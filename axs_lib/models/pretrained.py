@@ -75,7 +75,7 @@ _REMOTE_CODE = '''"""Opens this folder with transformers' trust_remote_code=True
 
 from axs_lib.models.auto import AxsPrithviSegmentationAutoModel, AxsPrithviSegmentationConfig
 
-__all__ = ["MODEL_TYPE", "FORMAT_VERSION", "base_fingerprint", "is_earlier_save", "load_folder", "read_folder_config", "write_folder"]
+__all__ = ["AxsPrithviSegmentationAutoModel", "AxsPrithviSegmentationConfig"]
 '''
 _AUTO_MAP = {
     "AutoConfig": f"{REMOTE_CODE_MODULE}.AxsPrithviSegmentationConfig",
