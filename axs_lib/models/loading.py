@@ -87,9 +87,9 @@ def build_and_load(
     """
     with parameters_on_meta():
         model = build()
-    new = _covered(model.state_dict(keep_vars=True), new_weights)
-    tied = _tied_parameter_names(model)
     model_state = model.state_dict(keep_vars=True)
+    new = _covered(model_state, new_weights)
+    tied = _tied_parameter_names(model)
     expected = {key: value for key, value in model_state.items() if key not in new}
     parameter_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
     claimed = [part.prefix for part in parts if part.prefix]
@@ -119,7 +119,7 @@ def build_and_load(
         merged.update(owned)
 
     if new:
-        merged.update(_initial_values(build, model, new))
+        merged.update(_initial_values(build, model_state, new))
         logger.info("%s: newly initialised (not in any checkpoint): %s", model_name, ", ".join(new))
     _check_tied_values(tied, merged, parts, model_name)
     model.load_state_dict({key: value.detach() for key, value in merged.items()}, strict=True, assign=True)
@@ -147,19 +147,14 @@ def _terratorch_logs_silenced() -> Iterator[None]:
         logging.disable(previous)
 
 
-def _initial_values(build: Callable[[], nn.Module], model: nn.Module, keys: list[str]) -> StateDict:
-    """The model's own initial values of ``keys``: buffers as built, parameters from a random-init build."""
-    built = model.state_dict()
-    values = {key: built[key] for key in keys if not built[key].is_meta}
+def _initial_values(build: Callable[[], nn.Module], built: StateDict, keys: list[str]) -> StateDict:
+    """The model's own initial values of ``keys``: buffers as ``built`` (on ``meta``, its parameters have none),
+    parameters from a random-init build."""
+    values = {key: built[key].detach() for key in keys if not built[key].is_meta}
     if len(values) < len(keys):
         fresh = build().state_dict()
         values.update({key: fresh[key] for key in keys if key not in values})
     return values
-
-
-def _unfilled(key: str, value: torch.Tensor | None, expected: Mapping[str, torch.Tensor], parameter_names: set[str]) -> bool:
-    """Whether a filtered checkpoint gives ``key`` no value of its own (absent, on ``meta``, or the model's parameter)."""
-    return value is None or value.is_meta or (value is expected.get(key) and key in parameter_names)
 
 
 def _tied_parameter_names(model: nn.Module) -> list[list[str]]:
@@ -212,7 +207,7 @@ def _check_exact(
     missing, mismatched = [], []
     for key, target in expected.items():
         value = state_dict.get(key)
-        if _unfilled(key, value, expected, parameter_names):
+        if value is None or value.is_meta or (value is target and key in parameter_names):
             shape_note = _shape_in_raw(key, target, raw)
             (mismatched if shape_note else missing).append(shape_note or key)
         elif value.shape != target.shape:
