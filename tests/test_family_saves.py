@@ -18,6 +18,7 @@ from terratorch.tasks import SemanticSegmentationTask
 
 from axs_lib.errors import InvalidArgumentError
 from axs_lib.models import PrithviSegmentation
+from axs_lib.cli.scenes import main
 from axs_lib.demo.synthetic_scene import write_synthetic_scene
 from axs_lib.models.pretrained import base_fingerprint
 from axs_lib.models.prithvi import build_from_recipe
@@ -137,7 +138,7 @@ def run_segment(*arguments: str, weights) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_scene_command_segments_a_time_stack_with_its_dates_and_the_scene_centre(weights, tmp_path):
+def test_the_scene_command_segments_a_time_stack_with_its_dates_and_the_scene_centre(weights, tmp_path, capsys):
     name = "Prithvi-EO-2.0-300M-TL"
     arguments = {**model_args(name), "backbone_num_frames": 2, "necks": [
         {"name": "SelectIndices", "indices": [0, 1, 2, 3]}, {"name": "ReshapeTokensToImage", "effective_time_dim": 2},
@@ -165,6 +166,13 @@ def test_the_scene_command_segments_a_time_stack_with_its_dates_and_the_scene_ce
     assert wrong.returncode == 2
     assert wrong.stderr.strip().splitlines()[-1].endswith(
         "--dates gives 1 date(s); the model takes 2 time step(s), one date each")
+
+    generated = main(["pipeline", str(scene.sar), str(tmp_path / "generated.tif"), "--model", str(folder),
+                      "--tile", "112", "--overlap", "16", "--quiet"])
+    assert generated == 2 and capsys.readouterr().err.strip() == (
+        "error: the segmentation model takes time stacks of 2 dates; the pipeline generates one date: segment a "
+        "stack of scenes with segment --dates, or use a single-date model")
+    assert not (tmp_path / "generated.tif").exists()
 
 
 def terramind_model_args(size: str, modality: str) -> dict:

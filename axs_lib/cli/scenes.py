@@ -159,6 +159,11 @@ def pipeline(args: argparse.Namespace) -> list[Path]:
             f"the segmentation model takes {model.in_channels} bands ({', '.join(bands)}); the pipeline feeds it "
             f"bands of the generated Sentinel-2 L2A scene ({', '.join(B.S2L2A_NAMES)})"
         )
+    if model.num_frames > 1:
+        raise InvalidSceneError(
+            f"the segmentation model takes time stacks of {model.num_frames} dates; the pipeline generates one date: "
+            "segment a stack of scenes with segment --dates, or use a single-date model"
+        )
     generator, _ = _generator(args)
     to_db = _sar_to_db(args.linear)
     selected = [B.S2L2A_NAMES.index(band) for band in bands]
@@ -308,6 +313,7 @@ def _segmentation_description(
     args: argparse.Namespace, model, input_bands: tuple[str, ...], standardize: bool, generator: ModelDescription | None = None
 ) -> ModelDescription:
     recipe = model.build_recipe.arguments if model.build_recipe is not None else {}
+    mean, std = model.input_statistics
     architecture = f"{model.base_model.name} ViT encoder + {recipe.get('decoder', 'UperNetDecoder')} (TerraTorch)"
     if generator is not None:
         architecture = f"{generator.architecture}, then {architecture} on {', '.join(model.input_bands)}"
@@ -321,7 +327,7 @@ def _segmentation_description(
         ),
         output_bands=["class"], href=str(args.model.resolve()),
         artifact_type="lightning.ckpt" if args.model.is_file() else "axs_lib.save_pretrained",
-        input_mean=model.input_statistics[0] if standardize else (), input_std=model.input_statistics[1] if standardize else (),
+        input_mean=mean if standardize else (), input_std=std if standardize else (),
         classes=_class_names(max(model.num_classes, 2)),
     )
 
