@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import InvalidSceneError, SceneInterruptedError, SceneReadError
-from ..weights.fingerprint import module_fingerprint
+from ..weights.fingerprint import weights_fingerprints
 from . import distributed
 from .locking import OutputLock
 from .rasters import OutputSpec, PartialOutput, SceneInput, WindowReader, check_output_paths, gdal_environment
@@ -236,7 +236,7 @@ def stream_model(
     spec = OutputSpec(output_path, probe_channels, output_dtype, nodata, encode)
     run_scene(
         scene, {"output": spec}, predict, tile=tile, overlap=overlap, batch_size=batch_size, fill=fill, seed=seed,
-        device=device, run={"model": type(model).__name__, "weights": {"model": module_fingerprint(model)}},
+        device=device, run={"model": type(model).__name__, "weights": weights_fingerprints(model=model)},
         overwrite=overwrite, progress=progress,
         multiple_of=multiple_of,
     )
