@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from axs_lib.demo import command as demo
+from axs_lib.cli import demo
 from axs_lib.demo.synthetic_scene import CLASS_NAMES, write_synthetic_scene
 from axs_lib.errors import DemoStepError
 from axs_lib.scenes import bands as B

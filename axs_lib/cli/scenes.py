@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..demo import command as demo
+from . import demo
 from ..errors import AxsModelError, BaseModelMismatchError, InvalidSceneError, SceneInterruptedError
 from ..weights.catalog import KNOWN_MODELS, TERRAMIND_MODALITIES, TERRAMIND_PATCH_SIZE, terramind_model
 from ..weights.discovery import find_checkpoint

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import DemoStepError
 from ..weights.catalog import PRITHVI_600M, TERRAMIND_LARGE, TERRAMIND_MODALITIES
-from .synthetic_scene import CLASS_NAMES, SyntheticScene, write_synthetic_scene
+from ..demo.synthetic_scene import CLASS_NAMES, SyntheticScene, write_synthetic_scene
 
 TILE = 112
 """A multiple of TerraMind's (16) and Prithvi's (14) patch sizes, as the pipeline needs."""
@@ -70,7 +70,7 @@ def write_tiny_models(weights: Path, model: Path) -> tuple[Path, Path]:
     """Tiny random checkpoints of TerraMind, its S2L2A tokenizer and Prithvi in ``weights``, and a tiny
     Prithvi segmentation model (``len(CLASS_NAMES)`` classes, base included) saved in ``model``."""
     from ..models import build_prithvi_600  # imports TerraTorch: keep `axs-scenes --help` fast
-    from .tiny_weights import write_tiny_weights
+    from ..demo.tiny_weights import write_tiny_weights
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
