@@ -300,3 +300,12 @@ class SceneInterruptedError(AxsModelError, OSError):
 
 class SceneReadError(SceneInterruptedError, ValueError):
     """The input scene cannot be read part-way through (a truncated or corrupt file)."""
+
+
+class UntrustedItemError(InvalidSceneError):
+    """A STAC item, collection or search result asks for something it may not: an asset href of a refused kind,
+    a file that is not a raster the library reads, or more data than the limits allow."""
+
+
+class SourceReadError(InvalidSceneError):
+    """A STAC item, collection or search cannot be read: not found, not JSON, not STAC, or a server that fails."""

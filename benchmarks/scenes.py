@@ -73,7 +73,7 @@ def child_streamed(source: str, output: str) -> dict:
 
     from axs_lib.scenes import plan_windows, stream_model
     from axs_lib.scenes.quicklook import write_quicklook
-    from axs_lib.scenes.rasters import gdal_environment
+    from axs_lib.scenes.inputs import gdal_environment
 
     torch.set_num_threads(os.cpu_count() or 1)
     model = stand_in_model()

@@ -144,16 +144,16 @@ def test_the_quicklook_of_a_large_scene_is_every_step_th_pixel_read_strip_by_str
 
 
 def test_the_output_is_written_block_by_block_so_it_is_no_larger_than_the_same_raster_written_at_once(work, monkeypatch):
-    from axs_lib.scenes import rasters
+    from axs_lib.scenes import inputs, outputs
 
-    monkeypatch.setattr(rasters, "GDAL_CACHE_MB", 1)  # smaller than a row of output blocks, as on big scenes
+    monkeypatch.setattr(inputs, "GDAL_CACHE_MB", 1)  # smaller than a row of output blocks, as on big scenes
     source = write_raster(work / "in.tif", np.random.default_rng(3).normal(0, 1, (2, 600, 700)))
     output = stream_model(convolution(), source, work / "out.tif", tile=64, overlap=16, batch_size=8)
     with rasterio.open(output) as src:
         profile, values = src.profile, src.read()
     with rasterio.Env(GDAL_CACHEMAX=1), rasterio.open(work / "at-once.tif", "w", **profile) as dst:
         dst.write(values)
-    rasters.write_cog(work / "at-once.tif", work / "at-once-cog.tif", "nearest", rasters.BLOCK_SIZE)
+    outputs.write_cog(work / "at-once.tif", work / "at-once-cog.tif", "nearest", outputs.BLOCK_SIZE)
     assert output.stat().st_size <= 1.01 * (work / "at-once-cog.tif").stat().st_size
 
 

@@ -206,7 +206,7 @@ def test_weights_fingerprints_are_module_fingerprints_by_role_for_the_models_giv
 
 def test_a_stac_item_is_dated_by_the_inputs_datetime_tag_when_it_has_one(work):
     from axs_lib.scenes.provenance import Provenance
-    from axs_lib.scenes.rasters import OutputSpec
+    from axs_lib.scenes.outputs import OutputSpec
     from axs_lib.scenes.stac import ModelDescription, stac_item
 
     source = write_raster(work / "s1.tif", np.zeros((2, 16, 16)))

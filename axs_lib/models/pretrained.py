@@ -43,14 +43,13 @@ from ..errors import (
     InvalidArgumentError,
     InvalidSavedModelError,
     NotASavedModelError,
-    SavedModelNotFoundError,
 )
 from ..weights.catalog import CONFIG_FILENAME, KNOWN_MODELS, ModelSpec
 from ..weights.conversion import save_state_dict
 from ..weights.discovery import find_checkpoint
 from ..weights.fingerprint import hash_tensor
 from ..weights.provenance import safetensors_metadata
-from ..weights.reading import StateDict, read_state_dict
+from ..weights.reading import read_state_dict
 from . import _validation
 from .loading import check_saved_tensors
 from .recipe import base_model_spec

@@ -6,10 +6,13 @@ Command line: ``python -m axs_lib.cli.scenes {segment,sar-to-optical,pipeline} -
 
 from ..errors import InvalidSceneError, OutputExistsError, OutputLockedError, SceneInterruptedError, SceneReadError
 from .engine import run_scene, stream_model
-from .rasters import OutputSpec, SceneInput
+from .inputs import BandRead, Grid, SceneInput
+from .outputs import OutputSpec
 from .windows import Window, WindowPlan, plan_windows
 
 __all__ = [
+    "BandRead",
+    "Grid",
     "InvalidSceneError",
     "OutputExistsError",
     "OutputLockedError",

@@ -1,7 +1,7 @@
 """The streaming engine: run a model over a raster window by window, with bounded memory.
 
 Only a batch of windows is in memory at a time; each window's core is saved as soon as it is computed
-(see :mod:`axs_lib.scenes.rasters`), so peak memory is set by the tile size, the batch size and the model,
+(see :mod:`axs_lib.scenes.outputs`), so peak memory is set by the tile size, the batch size and the model,
 not by the scene. :func:`stream_model` is the entry point for any ``nn.Module``; :func:`run_scene` is the
 general form the commands use (several outputs, a custom forward).
 """
@@ -25,7 +25,9 @@ from ..errors import InvalidSceneError, SceneInterruptedError, SceneReadError
 from ..weights.fingerprint import weights_fingerprints
 from . import distributed
 from .locking import OutputLock
-from .rasters import OutputSpec, PartialOutput, SceneInput, WindowReader, check_output_paths, gdal_environment
+from .hrefs import redact
+from .inputs import SceneInput, SceneReader, gdal_environment
+from .outputs import OutputSpec, PartialOutput, check_output_paths
 from .windows import Window, WindowPlan, check_tiling, plan_windows
 
 logger = logging.getLogger(__name__)
@@ -63,7 +65,7 @@ def run_scene(
     check_tiling(tile, overlap, multiple_of)
     if batch_size < 1:
         raise InvalidSceneError(f"`batch_size` must be at least 1, got {batch_size}")
-    check_output_paths(scene.path, [path for spec in outputs.values() for path in _written_paths(spec)])
+    check_output_paths(scene.local_files, [path for spec in outputs.values() for path in _written_paths(spec)])
     plan = plan_windows(scene.height, scene.width, tile, overlap)
     partials = {name: PartialOutput(spec) for name, spec in outputs.items()}
     description = {
@@ -110,13 +112,13 @@ def _stream(
     Every model call gets exactly ``step`` windows (the last batch is padded by repeating its last window), so
     a window's result does not depend on where the batches of this rank's share happen to end.
     """
-    fill_values = np.broadcast_to(np.asarray(fill, dtype=np.float32), (len(scene.indexes),))[:, None, None]
+    fill_values = np.broadcast_to(np.asarray(fill, dtype=np.float32), (len(scene.bands),))[:, None, None]
     todo = [window for window in ranks.share(plan.windows) if not all(p.done(window) for p in partials.values())]
     first = next(iter(partials.values()))
     bar = tqdm(total=len(plan), initial=first.count_done(), unit="window", disable=not (progress and ranks.is_main))
-    logger.info("%s: %d windows, %d left on rank %d", scene.path, len(plan), len(todo), ranks.rank)
+    logger.info("%s: %d windows, %d left on rank %d", scene.name, len(plan), len(todo), ranks.rank)
     with gdal_environment():
-        reader = WindowReader(scene)
+        reader = scene.reader()
         try:
             for start in range(0, len(todo), step):
                 batch = todo[start : start + step]
@@ -124,8 +126,8 @@ def _stream(
                     inputs, valid = _read_batch(reader, batch, step, plan.tile, fill_values)
                 except (OSError, CPLE_BaseError) as error:
                     raise SceneReadError(
-                        f"cannot read {scene.path} ({_one_line(error)})",
-                        "the file is truncated or corrupt: check or replace it", _resume(first, plan), first.folder,
+                        f"cannot read {scene.name} ({_one_line(error)})",
+                        _read_advice(scene), _resume(first, plan), first.folder,
                     ) from error
                 with _seeded(None if seed is None else batch[0].seed(seed), device):
                     predicted = predict(torch.from_numpy(inputs))
@@ -161,13 +163,19 @@ def _resume(partial: PartialOutput, plan: WindowPlan) -> str:
     return f"continue from window {partial.count_done() + 1} of {len(plan)}"
 
 
+def _read_advice(scene: SceneInput) -> str:
+    if scene.path is not None:
+        return "the file is truncated or corrupt: check or replace it"
+    return "an asset is missing, refused or damaged, or its server failed: check the item and its server"
+
+
 def _free_space(folder: Path) -> str:
     return f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free there"
 
 
 def _one_line(error: BaseException) -> str:
     """GDAL's own message where rasterio wraps it ("Read failed. See previous exception for details.")."""
-    return " ".join(str(error.__cause__ or error).split())
+    return redact(" ".join(str(error.__cause__ or error).split()))
 
 
 def _written_paths(spec: OutputSpec) -> list[Path]:
@@ -232,7 +240,7 @@ def stream_model(
         with torch.inference_mode():
             return as_tensor(model(batch.to(device=device, dtype=dtype)))
 
-    probe_channels = _output_channels(model, predict, len(scene.indexes), tile)
+    probe_channels = _output_channels(model, predict, len(scene.bands), tile)
     spec = OutputSpec(output_path, probe_channels, output_dtype, nodata, encode)
     run_scene(
         scene, {"output": spec}, predict, tile=tile, overlap=overlap, batch_size=batch_size, fill=fill, seed=seed,
@@ -269,7 +277,7 @@ def _output_channels(model: nn.Module, predict: Predict, bands: int, tile: int) 
 
 
 def _read_batch(
-    reader: WindowReader, batch: Sequence[Window], size: int, tile: int, fill: np.ndarray
+    reader: SceneReader, batch: Sequence[Window], size: int, tile: int, fill: np.ndarray
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """The model input of ``batch``, padded to ``size`` windows by repeating the last; the masks of ``batch``."""
     inputs, valid = [], []

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InvalidSceneError
 from .metrics import SSIM_HALO, ClassMetrics, OpticalMetrics
-from .rasters import gdal_environment
+from .inputs import gdal_environment
 
 logger = logging.getLogger(__name__)
 

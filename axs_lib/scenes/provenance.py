@@ -43,19 +43,23 @@ class Provenance:
         options: its arguments and options, as JSON values.
         models: the models it ran.
         generation: ``{"seed": ..., "timesteps": ...}`` for commands that generate, else empty.
+        inputs: the source items and how each input band was read and converted
+            (:meth:`axs_lib.scenes.inputs.SceneInput.describe`; hrefs without query strings).
     """
 
     command: str
     options: Mapping[str, object]
     models: Sequence[ModelUse]
     generation: Mapping[str, int] = field(default_factory=dict)
+    inputs: Mapping[str, object] = field(default_factory=dict)
 
     def versions(self) -> dict[str, str]:
         return {"axs_lib": __version__, "terratorch": _terratorch_version()}
 
     def tags(self) -> dict[str, str]:
         """GeoTIFF dataset tags: ``AXS_COMMAND``, ``AXS_OPTIONS`` (JSON), per model role ``AXS_<ROLE>_MODEL``,
-        ``_WEIGHTS`` and ``_SOURCE``, ``AXS_SEED`` and ``AXS_TIMESTEPS`` when generating,
+        ``_WEIGHTS`` and ``_SOURCE``, ``AXS_SEED`` and ``AXS_TIMESTEPS`` when generating, ``AXS_INPUT_ITEMS``
+        and ``AXS_INPUT_BANDS`` (JSON: the source items, each band's href, conversion and resampling),
         ``AXS_LIB_VERSION``, ``TERRATORCH_VERSION`` and ``TIFFTAG_SOFTWARE``."""
         versions = self.versions()
         tags = {
@@ -69,6 +73,9 @@ class Provenance:
             role = f"{TAG_PREFIX}{model.role.upper()}"
             tags.update({f"{role}_MODEL": model.catalog_name, f"{role}_WEIGHTS": model.weights, f"{role}_SOURCE": model.source})
         tags.update({f"{TAG_PREFIX}{name.upper()}": str(value) for name, value in self.generation.items()})
+        if self.inputs:
+            tags[f"{TAG_PREFIX}INPUT_ITEMS"] = json.dumps(self.inputs.get("items", []), sort_keys=True)
+            tags[f"{TAG_PREFIX}INPUT_BANDS"] = json.dumps(self.inputs.get("bands", []), sort_keys=True)
         return tags
 
 

@@ -1,5 +1,5 @@
-"""A STAC 1.x item beside an output (``OUT.json``): the output as a COG asset, the input it was derived from,
-and the model described with the STAC Machine Learning Model extension (``mlm``), written with pystac."""
+"""A STAC 1.x item beside an output (``OUT.json``): the output as a COG asset, the inputs it was derived from
+(each source item, or the local file), and the model described with the STAC Machine Learning Model extension (``mlm``), written with pystac."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from rasterio.warp import transform_bounds
 
 from .provenance import Provenance
 from .quicklook import class_colour
-from .rasters import OutputSpec
+from .inputs import SceneInput
+from .outputs import OutputSpec
 
 INPUT_DATETIME_TAGS = ("DATETIME", "ACQUISITION_DATETIME")
 """Input dataset tags read as the item's datetime (ISO 8601), when present; otherwise the item is dated now."""
@@ -60,7 +61,7 @@ class ModelDescription:
     classes: Sequence[str] = ()
 
 
-def write_stac_item(spec: OutputSpec, source: Path, model: ModelDescription, provenance: Provenance) -> Path:
+def write_stac_item(spec: OutputSpec, source: SceneInput, model: ModelDescription, provenance: Provenance) -> Path:
     """Write ``OUT.json`` beside ``spec.path`` (atomically) and return its path."""
     item_path = spec.path.with_suffix(".json")
     item = stac_item(spec, source, model, provenance)
@@ -74,8 +75,8 @@ def write_stac_item(spec: OutputSpec, source: Path, model: ModelDescription, pro
     return item_path
 
 
-def stac_item(spec: OutputSpec, source: Path, model: ModelDescription, provenance: Provenance) -> pystac.Item:
-    """The item for the finished output ``spec.path`` made from ``source`` by ``model``."""
+def stac_item(spec: OutputSpec, source: SceneInput | Path, model: ModelDescription, provenance: Provenance) -> pystac.Item:
+    """The item for the finished output ``spec.path`` made from ``source`` (a scene input, or a local file) by ``model``."""
     with rasterio.open(spec.path) as output:
         crs, bounds, transform, shape = output.crs, output.bounds, output.transform, output.shape
         resolution = output.res[0]
@@ -87,7 +88,8 @@ def stac_item(spec: OutputSpec, source: Path, model: ModelDescription, provenanc
         datetime=_input_datetime(source) or now,
         properties={"created": pystac.utils.datetime_to_str(now), "axs:provenance": _provenance(provenance)},
     )
-    item.add_link(pystac.Link("derived_from", str(source.resolve()), media_type=pystac.MediaType.GEOTIFF, title="input"))
+    for link in _derived_from(source):
+        item.add_link(link)
 
     asset = pystac.Asset(spec.path.name, media_type=pystac.MediaType.COG, roles=["data"], title=spec.path.name)
     item.add_asset("data", asset)
@@ -168,10 +170,26 @@ def _provenance(provenance: Provenance) -> dict:
     return {
         "command": provenance.command, "options": dict(provenance.options), **provenance.versions(),
         "models": [vars(model) for model in provenance.models], **dict(provenance.generation),
+        **({"inputs": dict(provenance.inputs)} if provenance.inputs else {}),
     }
 
 
-def _input_datetime(source: Path) -> dt.datetime | None:
+def _derived_from(source: SceneInput | Path) -> list[pystac.Link]:
+    """``derived_from`` links: each source item (its href without query), or the local input file."""
+    if isinstance(source, SceneInput) and source.items:
+        return [
+            pystac.Link("derived_from", item.href, media_type=pystac.MediaType.GEOJSON, title=f"input item {item.id}")
+            for item in source.items if item.href
+        ]
+    path = source.path if isinstance(source, SceneInput) else source
+    return [pystac.Link("derived_from", str(Path(path).resolve()), media_type=pystac.MediaType.GEOTIFF, title="input")]
+
+
+def _input_datetime(source: SceneInput | Path) -> dt.datetime | None:
+    if isinstance(source, SceneInput):
+        if source.dates and source.dates[0]:
+            return pystac.utils.str_to_datetime(source.dates[0])
+        source = source.path
     with rasterio.open(source) as src:
         tags = src.tags()
     for name in INPUT_DATETIME_TAGS:

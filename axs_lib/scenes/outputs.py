@@ -1,4 +1,4 @@
-"""Reading windows of a raster, and writing outputs through a resumable partial folder renamed at the end.
+"""Writing outputs through a resumable partial folder renamed at the end.
 
 An output ``OUT.tif`` is built in ``OUT.tif.partial/``: ``run.json`` describes the run, and each finished
 window's core is saved there as ``<window>.npy`` (written under a temporary name, then renamed, so a file
@@ -15,15 +15,12 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.errors import RasterioIOError
-from rasterio.warp import transform as transform_coordinates
 from rasterio.windows import Window as RasterWindow
 
 from ..errors import InvalidSceneError, OutputExistsError
@@ -31,96 +28,10 @@ from .cog import write_cog
 from .quicklook import Quicklook
 from .windows import Window, WindowPlan
 
-GDAL_CACHE_MB = 64
-"""GDAL's block cache, bounded: by default it may grow to 5 % of RAM as windows are read and written."""
 BLOCK_SIZE = 256
 PARTIAL_SUFFIX = ".partial"
 
 logger = logging.getLogger(__name__)
-
-
-@contextmanager
-def gdal_environment() -> Iterator[None]:
-    """rasterio/GDAL settings for streaming: a bounded block cache."""
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        yield
-
-
-@dataclass(frozen=True)
-class SceneInput:
-    """The grid and bands of an input raster, checked."""
-
-    path: Path
-    height: int
-    width: int
-    indexes: tuple[int, ...]
-    profile: dict
-
-    @classmethod
-    def open(cls, path: Path, bands: int, band_names: Sequence[str] = ()) -> SceneInput:
-        """Check that ``path`` is a georeferenced raster with ``bands`` bands.
-
-        Args:
-            band_names: expected band descriptions in model order; when the file's descriptions name them
-                all (in any order), bands are read in this order, otherwise in file order.
-        """
-        if not path.is_file():
-            raise InvalidSceneError(f"input not found: {path}")
-        try:
-            with rasterio.open(path) as src:
-                count, crs, descriptions = src.count, src.crs, src.descriptions
-                profile, height, width = dict(src.profile), src.height, src.width
-        except RasterioIOError as error:
-            raise InvalidSceneError(f"cannot read {path}: {error}") from error
-        if count != bands:
-            expected = f" ({', '.join(band_names)})" if band_names else ""
-            raise InvalidSceneError(f"{path} has {count} band(s); expected {bands}{expected}")
-        if crs is None:
-            raise InvalidSceneError(f"{path} has no CRS; georeference it first (e.g. gdal_edit.py -a_srs EPSG:<code>)")
-        names = [(name or "").strip().upper() for name in descriptions]
-        wanted = [name.upper() for name in band_names]
-        if wanted and sorted(names) == sorted(wanted):
-            indexes = tuple(names.index(name) + 1 for name in wanted)
-        else:
-            indexes = tuple(range(1, count + 1))
-        return cls(path, height, width, indexes, profile)
-
-    def centre_lat_lon(self) -> tuple[float, float]:
-        """Latitude and longitude (WGS84 degrees) of the scene's centre."""
-        x, y = self.profile["transform"] * (self.width / 2, self.height / 2)
-        (lon,), (lat,) = transform_coordinates(self.profile["crs"], "EPSG:4326", [x], [y])
-        return lat, lon
-
-    def fingerprint(self) -> dict:
-        stat = self.path.stat()
-        return {"input": str(self.path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-class WindowReader:
-    """Reads the ``tile`` x ``tile`` model input of a window: float32 values and a validity mask."""
-
-    def __init__(self, scene: SceneInput):
-        self.scene = scene
-        self._src = rasterio.open(scene.path)
-
-    def close(self) -> None:
-        self._src.close()
-
-    def read(self, window: Window, tile: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(values [bands, tile, tile] float32, valid [tile, tile] bool)``; outside the scene by reflection."""
-        height, width = self.scene.height, self.scene.width
-        top, left = max(window.row, 0), max(window.col, 0)
-        bottom, right = min(window.row + tile, height), min(window.col + tile, width)
-        area = RasterWindow(left, top, right - left, bottom - top)
-        values = self._src.read(self.scene.indexes, window=area, out_dtype="float32")
-        valid = (self._src.read_masks(self.scene.indexes, window=area) > 0).all(axis=0)
-        valid &= np.isfinite(values).all(axis=0)
-        pad = ((top - window.row, window.row + tile - bottom), (left - window.col, window.col + tile - right))
-        if any(any(side) for side in pad):
-            mode = "reflect" if min(values.shape[1:]) > 1 else "edge"
-            values = np.pad(values, ((0, 0), *pad), mode=mode)
-            valid = np.pad(valid, pad, mode=mode)
-        return values, valid
 
 
 @dataclass(frozen=True)
@@ -295,8 +206,8 @@ class PartialOutput:
             return None
 
 
-def check_output_paths(input_path: Path, outputs: Sequence[Path]) -> None:
-    """Refuse outputs that cannot be written, are the input (through any link), or are given twice; touches nothing."""
+def check_output_paths(inputs: Sequence[Path], outputs: Sequence[Path]) -> None:
+    """Refuse outputs that cannot be written, are an input file (through any link), or are given twice; touches nothing."""
     for path in outputs:
         if not path.parent.is_dir():
             raise InvalidSceneError(f"output folder not found: {path.parent}; create it first")
@@ -304,8 +215,9 @@ def check_output_paths(input_path: Path, outputs: Sequence[Path]) -> None:
             raise InvalidSceneError(f"{path} is a folder; give the output a file name (e.g. {path / 'out.tif'})")
         if not os.access(path.parent, os.W_OK):
             raise InvalidSceneError(f"cannot write in the output folder {path.parent} (read-only): choose a writable folder")
-        if _same_file(path, input_path):
-            raise InvalidSceneError(f"the output {path} is the input {input_path}: write the output to another file")
+        for input_path in inputs:
+            if _same_file(path, input_path):
+                raise InvalidSceneError(f"the output {path} is the input {input_path}: write the output to another file")
     resolved = [path.resolve() for path in outputs]
     for index, path in enumerate(resolved):
         if path in resolved[:index]:

@@ -1,0 +1,506 @@
+"""A scene as the model sees it: its bands, each read from a file or URL, converted to the model's units on one grid.
+
+:class:`SceneInput` is what the streaming engine runs over, whatever the source: a local GeoTIFF
+(:meth:`SceneInput.open`) or STAC items (:mod:`axs_lib.scenes.items`). Each band is a :class:`BandRead`: where
+it is (a local path or an ``http(s)`` URL, read window by window with HTTP Range requests through GDAL's
+``/vsicurl/``), which band of that file, and the conversion ``model value = stored value x scale + offset``
+(then dB for SAR stored as linear power). Files on another grid are warped onto the scene's grid as they are
+read (rasterio's ``WarpedVRT``; ground control points are used where a file has no geotransform).
+
+Files open only with the GeoTIFF driver (:data:`RASTER_DRIVER`): an asset that is really a VRT, a zip or any
+other format is refused, and nothing it names is followed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform as transform_coordinates
+from rasterio.windows import Window as RasterWindow
+
+from ..errors import InvalidSceneError, UntrustedItemError
+from . import conventions
+from .hrefs import gdal_path, is_url, redact, without_query
+from .windows import Window
+
+RASTER_DRIVER = "GTiff"
+"""The only GDAL driver inputs are opened with (Cloud-Optimized GeoTIFFs are GeoTIFFs)."""
+GDAL_CACHE_MB = 64
+"""GDAL's block cache, bounded: by default it may grow to 5 % of RAM as windows are read and written."""
+VSI_CACHE_BYTES = 64 * 2**20
+LINEAR_FLOOR = 1e-6
+"""Linear power below this is taken as this before dB (10 log10 of it is -60 dB)."""
+
+GDAL_REMOTE_SETTINGS = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_MULTIRANGE": "YES",
+    "VSI_CACHE": "TRUE",
+    "VSI_CACHE_SIZE": VSI_CACHE_BYTES,
+    "GDAL_HTTP_MAX_RETRY": 3,
+    "GDAL_HTTP_RETRY_DELAY": 0.5,
+}
+"""GDAL's settings for Cloud-Optimized GeoTIFFs over HTTP (DESIGN.md, "Reading COGs over HTTP"): no directory
+listing, merged ranges, a bounded cache of fetched bytes, and retries of 429 and 5xx answers."""
+
+
+@contextmanager
+def gdal_environment() -> Iterator[None]:
+    """rasterio/GDAL settings for streaming: a bounded block cache, and :data:`GDAL_REMOTE_SETTINGS`."""
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, **GDAL_REMOTE_SETTINGS):
+        yield
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A raster grid: CRS, geotransform and size."""
+
+    crs: rasterio.crs.CRS
+    transform: Affine
+    width: int
+    height: int
+
+    @property
+    def resolution(self) -> float:
+        return abs(self.transform.a)
+
+    def same_as(self, other: Grid) -> bool:
+        return (self.crs == other.crs and (self.width, self.height) == (other.width, other.height)
+                and self.transform.almost_equals(other.transform, precision=1e-6 * self.resolution))
+
+    def describe(self) -> dict:
+        return {"crs": self.crs.to_string(), "transform": list(self.transform)[:6], "width": self.width, "height": self.height}
+
+
+@dataclass(frozen=True)
+class BandRead:
+    """One model band: where it is stored and how its numbers become the model's units.
+
+    Attributes:
+        location: a local path or an ``http(s)`` URL (possibly signed: shown and recorded without its query).
+        index: the band of that file (1-based).
+        band: the model band it gives (the catalog's name, e.g. ``"NIR_NARROW"``).
+        scale, offset: model value = stored value x ``scale`` + ``offset``.
+        to_db: the scaled value is linear power, given to the model as ``10 log10`` of it.
+        nodata: a stored value that marks missing pixels, besides the file's own mask.
+        resampling: how the band is resampled when its grid is not the scene's (GDAL's name).
+        item, asset: the STAC item id and asset key it comes from, for messages; empty for a local file.
+    """
+
+    location: str
+    index: int
+    band: str
+    scale: float = 1.0
+    offset: float = 0.0
+    to_db: bool = False
+    nodata: float | None = None
+    resampling: str = "bilinear"
+    item: str = ""
+    asset: str = ""
+
+    def describe(self) -> dict:
+        """The band's source and conversion, for run records, tags and STAC items (no query strings)."""
+        conversion = f"x {self.scale:g} + {self.offset:g}" + (" then 10 log10" if self.to_db else "")
+        record = {"band": self.band, "href": without_query(self.location), "file_band": self.index,
+                  "conversion": conversion, "resampling": self.resampling}
+        if self.item:
+            record.update(item=self.item, asset=self.asset)
+        if self.nodata is not None:
+            record["nodata"] = self.nodata
+        return record
+
+
+@dataclass(frozen=True)
+class MaskRead:
+    """A cloud mask band: pixels whose value is one of ``classes``, or has one of ``bits`` set, are masked."""
+
+    location: str
+    index: int = 1
+    classes: tuple[int, ...] = ()
+    bits: tuple[int, ...] = ()
+    item: str = ""
+    asset: str = ""
+
+    def masked(self, values: np.ndarray) -> np.ndarray:
+        integers = values.astype(np.int64)
+        hit = np.isin(integers, self.classes)
+        for bit in self.bits:
+            hit |= (integers >> bit) & 1 == 1
+        return hit
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """A STAC item a scene was read from, as outputs record it."""
+
+    id: str
+    collection: str | None
+    datetime: str | None
+    href: str | None
+    product: str
+
+    def describe(self) -> dict:
+        return {"id": self.id, "collection": self.collection, "datetime": self.datetime, "href": self.href,
+                "product": self.product}
+
+
+@dataclass(frozen=True)
+class SceneInput:
+    """The input of a scene run: model bands on one grid (see the module docstring).
+
+    Attributes:
+        name: what messages call it (a path, or an item id).
+        grid: the grid the outputs are written on.
+        bands: the model's bands in model order (time stacks: date by date).
+        masks: cloud masks; a masked pixel is nodata.
+        items: the STAC items it was read from (empty for a local file).
+        dates: acquisition dates, one per time step, where known (ISO 8601).
+        path: the local file, for a local GeoTIFF.
+        modality: TerraMind's modality of the bands where the source says (``"S1RTC"`` for an RTC item).
+    """
+
+    name: str
+    grid: Grid
+    bands: tuple[BandRead, ...]
+    masks: tuple[MaskRead, ...] = ()
+    items: tuple[SourceItem, ...] = ()
+    dates: tuple[str, ...] = ()
+    path: Path | None = None
+    modality: str | None = None
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        bands: int,
+        band_names: Sequence[str] = (),
+        *,
+        scale: float = 1.0,
+        offset: float = 0.0,
+        to_db: bool = False,
+    ) -> SceneInput:
+        """A local GeoTIFF of the model's bands (``bands`` of them; ``band_names`` in model order).
+
+        Bands are read by name when the file's band descriptions name every one of ``band_names``: as model
+        band names (``NIR_NARROW``), Sentinel-2 or HLS S30 band ids (``B8A``) or STAC common names
+        (``nir08``); so a 12-band Sentinel-2 file gives Prithvi its six bands. Otherwise a file of exactly
+        ``bands`` bands is read in file order. Stored values become model values as ``value x scale + offset``.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise InvalidSceneError(f"input not found: {path}")
+        try:
+            with open_raster(str(path)) as src:
+                count, crs, descriptions = src.count, src.crs, src.descriptions
+                grid = Grid(src.crs, src.transform, src.width, src.height)
+        except RasterioIOError as error:
+            raise InvalidSceneError(f"cannot read {path}: {redact(str(error))}") from error
+        if crs is None:
+            raise InvalidSceneError(f"{path} has no CRS; georeference it first (e.g. gdal_edit.py -a_srs EPSG:<code>)")
+        indexes = _indexes_by_description(descriptions, band_names)
+        if indexes is None:
+            if count != bands:
+                wanted = f" ({', '.join(_band_ids(band_names))})" if band_names else ""
+                raise InvalidSceneError(
+                    f"{path} has {count} band(s); expected {bands}{wanted}, or band descriptions that name them"
+                )
+            indexes = tuple(range(1, count + 1))
+        names = tuple(band_names) if len(band_names) == len(indexes) else tuple(f"band_{i}" for i in indexes)
+        reads = tuple(
+            BandRead(str(path), index, name, scale, offset, to_db) for index, name in zip(indexes, names)
+        )
+        return cls(str(path), grid, reads, path=path)
+
+    @property
+    def height(self) -> int:
+        return self.grid.height
+
+    @property
+    def width(self) -> int:
+        return self.grid.width
+
+    @property
+    def profile(self) -> dict:
+        return {"crs": self.grid.crs, "transform": self.grid.transform}
+
+    @property
+    def indexes(self) -> tuple[int, ...]:
+        return tuple(band.index for band in self.bands)
+
+    @property
+    def local_files(self) -> list[Path]:
+        """The local files it reads, so that no output may replace one."""
+        return sorted({Path(band.location) for band in self.bands if not is_url(band.location)})
+
+    def centre_lat_lon(self) -> tuple[float, float]:
+        """Latitude and longitude (WGS84 degrees) of the scene's centre."""
+        x, y = self.grid.transform * (self.width / 2, self.height / 2)
+        (lon,), (lat,) = transform_coordinates(self.grid.crs, "EPSG:4326", [x], [y])
+        return lat, lon
+
+    def fingerprint(self) -> dict:
+        """What identifies the input for resuming: local files by size and time, remote ones by href without query
+        (a new signature is the same input), the conversions and the grid."""
+        files = {}
+        for path in self.local_files:
+            stat = path.stat()
+            files[str(path.resolve())] = [stat.st_size, stat.st_mtime_ns]
+        record = {"input": self.name, "files": files, "grid": self.grid.describe(),
+                  "bands": [band.describe() for band in self.bands]}
+        if self.masks:
+            record["masks"] = [without_query(mask.location) for mask in self.masks]
+        return record
+
+    def describe(self) -> dict:
+        """The source items and each band's conversion, for outputs' provenance."""
+        return {"items": [item.describe() for item in self.items], "bands": [band.describe() for band in self.bands],
+                "grid": self.grid.describe(), "masks": [without_query(mask.location) for mask in self.masks]}
+
+    def reader(self) -> SceneReader:
+        return SceneReader(self)
+
+
+class SceneReader:
+    """Reads the ``tile`` x ``tile`` model input of a window: float32 model values and a validity mask.
+
+    Each file is opened once, with the GeoTIFF driver only, and warped onto the scene's grid when its grid
+    differs. Not thread-safe: one reader per thread (GDAL's dataset handles are not).
+    """
+
+    def __init__(self, scene: SceneInput):
+        self.scene = scene
+        self._datasets: dict[tuple[str, str], rasterio.io.DatasetReaderBase] = {}
+        self._opened: list = []
+
+    def close(self) -> None:
+        for dataset in reversed(self._opened):
+            dataset.close()
+        self._opened.clear()
+        self._datasets.clear()
+
+    def read(self, window: Window, tile: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(values [bands, tile, tile] float32, valid [tile, tile] bool)``; outside the scene by reflection."""
+        height, width = self.scene.height, self.scene.width
+        top, left = max(window.row, 0), max(window.col, 0)
+        bottom, right = min(window.row + tile, height), min(window.col + tile, width)
+        area = RasterWindow(left, top, right - left, bottom - top)
+        values = np.empty((len(self.scene.bands), bottom - top, right - left), dtype=np.float32)
+        valid = np.ones((bottom - top, right - left), dtype=bool)
+        for (location, resampling), positions in self._groups().items():
+            dataset = self._dataset(location, resampling)
+            reads = [self.scene.bands[position] for position in positions]
+            indexes = [band.index for band in reads]
+            stored = dataset.read(indexes, window=area, out_dtype="float64")
+            valid &= (dataset.read_masks(indexes, window=area) > 0).all(axis=0)
+            for position, band, raw in zip(positions, reads, stored):
+                if band.nodata is not None:
+                    valid &= raw != band.nodata
+                values[position] = _to_model_units(raw, band)
+        for mask in self.scene.masks:
+            dataset = self._dataset(mask.location, "nearest")
+            valid &= ~mask.masked(dataset.read(mask.index, window=area))
+        valid &= np.isfinite(values).all(axis=0)
+        pad = ((top - window.row, window.row + tile - bottom), (left - window.col, window.col + tile - right))
+        if any(any(side) for side in pad):
+            mode = "reflect" if min(values.shape[1:]) > 1 else "edge"
+            values = np.pad(values, ((0, 0), *pad), mode=mode)
+            valid = np.pad(valid, pad, mode=mode)
+        return values, valid
+
+    def _groups(self) -> dict[tuple[str, str], list[int]]:
+        groups: dict[tuple[str, str], list[int]] = {}
+        for position, band in enumerate(self.scene.bands):
+            groups.setdefault((band.location, band.resampling), []).append(position)
+        return groups
+
+    def _dataset(self, location: str, resampling: str):
+        key = (location, resampling)
+        if key not in self._datasets:
+            source = open_raster(location)
+            self._opened.append(source)
+            grid = self.scene.grid
+            if _aligned(source, grid):
+                self._datasets[key] = source
+            else:
+                vrt = WarpedVRT(
+                    source, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
+                    resampling=Resampling[resampling],
+                )
+                self._opened.append(vrt)
+                self._datasets[key] = vrt
+        return self._datasets[key]
+
+
+def open_raster(location: str):
+    """``location`` opened with the GeoTIFF driver only; any other format is refused by name."""
+    try:
+        return rasterio.open(gdal_path(location), driver=RASTER_DRIVER)
+    except RasterioIOError as error:
+        message = redact(str(error))
+        if "not recognized as" in message or "not recognised as" in message or "driver" in message.lower():
+            raise UntrustedItemError(
+                f"{without_query(location)} is not a GeoTIFF; only Cloud-Optimized GeoTIFFs are read "
+                "(VRT, zip and other formats are refused, and nothing they name is opened)"
+            ) from None
+        raise
+
+
+def _aligned(source, grid: Grid) -> bool:
+    return source.crs is not None and not source.gcps[0] and Grid(
+        source.crs, source.transform, source.width, source.height
+    ).same_as(grid)
+
+
+def _to_model_units(raw: np.ndarray, band: BandRead) -> np.ndarray:
+    values = raw * band.scale + band.offset
+    if band.to_db:
+        with np.errstate(invalid="ignore"):
+            values = 10 * np.log10(np.maximum(values, LINEAR_FLOOR))
+    return values.astype(np.float32)
+
+
+def _indexes_by_description(descriptions: Sequence[str | None], band_names: Sequence[str]) -> tuple[int, ...] | None:
+    """The 1-based file bands whose descriptions name ``band_names``, in that order; ``None`` unless all are named."""
+    if not band_names:
+        return None
+    found = []
+    for band in band_names:
+        matches = [
+            index for index, description in enumerate(descriptions, start=1)
+            if description and _describes(description.strip(), band)
+        ]
+        if len(matches) != 1:
+            return None
+        found.append(matches[0])
+    return tuple(found) if len(set(found)) == len(found) else None
+
+
+def _describes(description: str, band: str) -> bool:
+    if description.upper() == band:
+        return True
+    if band not in conventions.BAND_IDENTIFIERS:
+        return False
+    identity = conventions.BAND_IDENTIFIERS[band]
+    if description.lower() == identity.common_name and identity.unique_common_name:
+        return True
+    return description in identity.names or description.upper() in identity.names
+
+
+def _band_ids(band_names: Sequence[str]) -> list[str]:
+    """Each band as ``NAME (id)``: its Sentinel-2 band id where it has one."""
+    named = []
+    for band in band_names:
+        identity = conventions.BAND_IDENTIFIERS.get(band)
+        named.append(f"{band} ({identity.names[0]})" if identity and identity.names[0].startswith("B") else band)
+    return named
+
+
+def finest_grid(grids: Sequence[Grid]) -> Grid:
+    """The grid of smallest pixels among ``grids`` (the first such)."""
+    return min(grids, key=lambda grid: grid.resolution)
+
+
+def grid_for_area(
+    reference: Grid,
+    *,
+    bbox: Sequence[float] | None = None,
+    crs: str | None = None,
+    resolution: float | None = None,
+) -> Grid:
+    """The grid asked for: ``reference`` unless ``bbox`` (WGS84 west, south, east, north), ``crs`` or
+    ``resolution`` (in the CRS's units) change it. A grid in the reference's CRS and resolution stays aligned to
+    the reference's pixels, so that no band on it is resampled."""
+    from rasterio.crs import CRS
+    from rasterio.warp import transform_bounds
+
+    if bbox is None and crs is None and resolution is None:
+        return reference
+    try:
+        target_crs = CRS.from_user_input(crs) if crs else reference.crs
+    except rasterio.errors.CRSError as error:
+        raise InvalidSceneError(f"`crs` {crs!r} is not a coordinate reference system ({error}); pass e.g. EPSG:32633") from None
+    size = float(resolution) if resolution is not None else None
+    if size is not None and not size > 0:
+        raise InvalidSceneError(f"`resolution` must be positive, got {resolution}")
+    reference_bounds = rasterio.transform.array_bounds(reference.height, reference.width, reference.transform)
+    if bbox is not None:
+        west, south, east, north = _checked_bbox(bbox)
+        bounds = transform_bounds("EPSG:4326", target_crs, west, south, east, north, densify_pts=21)
+    else:
+        west, south, east, north = reference_bounds
+        bounds = transform_bounds(reference.crs, target_crs, west, south, east, north, densify_pts=21)
+    if size is None:
+        if target_crs == reference.crs:
+            size = reference.resolution
+        else:
+            raise InvalidSceneError("with `crs` other than the scene's, give `resolution` too (in the CRS's units)")
+    if target_crs == reference.crs and math.isclose(size, reference.resolution):
+        origin_x, origin_y = reference.transform.c, reference.transform.f
+    else:
+        origin_x, origin_y = 0.0, 0.0
+    left = origin_x + math.floor((bounds[0] - origin_x) / size) * size
+    top = origin_y - math.floor((origin_y - bounds[3]) / size) * size
+    right = origin_x + math.ceil((bounds[2] - origin_x) / size) * size
+    bottom = origin_y - math.ceil((origin_y - bounds[1]) / size) * size
+    width, height = round((right - left) / size), round((top - bottom) / size)
+    if width < 1 or height < 1:
+        raise InvalidSceneError(f"the area {list(bbox or bounds)} is smaller than one pixel of {size:g}")
+    grid = Grid(target_crs, Affine(size, 0, left, 0, -size, top), width, height)
+    if bbox is not None and target_crs == reference.crs and not _overlaps(grid, reference_bounds):
+        raise InvalidSceneError(f"the area {list(bbox)} does not overlap the scene: check --bbox (west south east north, in degrees)")
+    return grid
+
+
+def _checked_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
+    if len(bbox) != 4:
+        raise InvalidSceneError(f"`bbox` takes four numbers (west, south, east, north in degrees), got {len(bbox)}")
+    west, south, east, north = map(float, bbox)
+    if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+        raise InvalidSceneError(
+            f"`bbox` {list(bbox)} is not west south east north in degrees (west < east, south < north)"
+        )
+    return west, south, east, north
+
+
+def _overlaps(grid: Grid, bounds: tuple[float, float, float, float]) -> bool:
+    west, south, east, north = rasterio.transform.array_bounds(grid.height, grid.width, grid.transform)
+    other_west, other_south, other_east, other_north = bounds
+    return west < other_east and other_west < east and south < other_north and other_south < north
+
+
+@dataclass(frozen=True)
+class FileHeader:
+    """What a file's header says: its grid (for a raster located only by ground control points, the grid GDAL
+    warps it onto in the GCPs' CRS), its data type, and whether it is located by GCPs."""
+
+    grid: Grid
+    dtype: str
+    located_by_gcps: bool
+
+
+def read_header(location: str) -> FileHeader:
+    """The header of the GeoTIFF at ``location`` (a few kilobytes: one or two HTTP Range requests for a COG)."""
+    from rasterio.warp import calculate_default_transform
+
+    with open_raster(location) as src:
+        gcps, gcp_crs = src.gcps
+        if src.crs is None and gcps:
+            transform, width, height = calculate_default_transform(gcp_crs, gcp_crs, src.width, src.height, gcps=gcps)
+            return FileHeader(Grid(gcp_crs, transform, width, height), src.dtypes[0], True)
+        if src.crs is None:
+            raise InvalidSceneError(
+                f"{without_query(location)} has no CRS and no ground control points: it cannot be placed on a map; "
+                "georeference it first (e.g. gdal_edit.py -a_srs EPSG:<code>)"
+            )
+        return FileHeader(Grid(src.crs, src.transform, src.width, src.height), src.dtypes[0], False)
+
