@@ -76,12 +76,12 @@ class CloudMask:
     """The item's own cloud mask: an asset whose pixels mark clouds, cirrus or shadow.
 
     Attributes:
-        asset: its key.
+        assets: its key, as each catalog names it.
         classes: pixel values that are masked (a classification layer), or
         bits: bit numbers that mask when set (a bit-flag layer).
     """
 
-    asset: str
+    assets: tuple[str, ...]
     classes: tuple[int, ...] = ()
     bits: tuple[int, ...] = ()
 
@@ -142,7 +142,7 @@ SENTINEL2_L2A = Convention(
     baseline_offset=BaselineOffset("s2:processing_baseline", "04.00", -0.1),
     offset_applied_flag="earthsearch:boa_offset_applied",
     fill=0,
-    cloud_mask=CloudMask("SCL", classes=(3, 8, 9, 10)),
+    cloud_mask=CloudMask(("SCL", "scl"), classes=(3, 8, 9, 10)),
 )
 
 _HLS_SOURCES = (
@@ -157,7 +157,7 @@ HLS_S30 = Convention(
     kind="optical",
     default_scale=1e-4,
     fill=-9999,
-    cloud_mask=CloudMask("Fmask", bits=(1, 2, 3)),
+    cloud_mask=CloudMask(("Fmask",), bits=(1, 2, 3)),
 )
 
 HLS_L30 = Convention(
@@ -169,7 +169,7 @@ HLS_L30 = Convention(
     fill=-9999,
     asset_keys={"COASTAL_AEROSOL": "B01", "BLUE": "B02", "GREEN": "B03", "RED": "B04", "NIR_NARROW": "B05",
                 "SWIR_1": "B06", "SWIR_2": "B07"},
-    cloud_mask=CloudMask("Fmask", bits=(1, 2, 3)),
+    cloud_mask=CloudMask(("Fmask",), bits=(1, 2, 3)),
 )
 
 SENTINEL1_RTC = Convention(

@@ -331,14 +331,43 @@ class SceneReader:
             grid = self.scene.grid
             if _aligned(source, grid):
                 self._datasets[key] = source
+            elif source.crs is None and source.gcps[0]:
+                self._datasets[key] = _GeocodedByGcps(source, grid, Resampling[resampling])
             else:
                 vrt = WarpedVRT(
                     source, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
-                    resampling=Resampling[resampling],
+                    resampling=Resampling[resampling], dtype="float64",
                 )
                 self._opened.append(vrt)
                 self._datasets[key] = vrt
         return self._datasets[key]
+
+
+class _GeocodedByGcps:
+    """A raster located only by ground control points, read window by window on a map grid: GDAL's warper with
+    its GCP transformer (``rasterio.warp.reproject`` with ``gcps``), reading only the source blocks a window
+    needs. Pixels outside the raster, or nodata in it, are NaN."""
+
+    def __init__(self, source, grid: Grid, resampling: Resampling):
+        self.source, self.grid, self.resampling = source, grid, resampling
+        self.gcps, self.gcp_crs = source.gcps
+
+    def read(self, indexes: Sequence[int], window: RasterWindow, out_dtype: str = "float64") -> np.ndarray:
+        from rasterio.warp import reproject
+        from rasterio.windows import transform as window_transform
+
+        out = np.full((len(indexes), int(window.height), int(window.width)), np.nan, dtype="float64")
+        for position, index in enumerate(indexes):
+            reproject(
+                rasterio.band(self.source, index), out[position], gcps=self.gcps, src_crs=self.gcp_crs,
+                dst_transform=window_transform(window, self.grid.transform), dst_crs=self.grid.crs,
+                resampling=self.resampling, src_nodata=self.source.nodata, dst_nodata=np.nan,
+            )
+        return out.astype(out_dtype, copy=False)
+
+    def read_masks(self, indexes: Sequence[int], window: RasterWindow) -> np.ndarray:
+        """All valid: what is missing is NaN in :meth:`read`."""
+        return np.full((len(indexes), int(window.height), int(window.width)), 255, dtype=np.uint8)
 
 
 def open_raster(location: str):
@@ -492,7 +521,7 @@ def read_header(location: str) -> FileHeader:
     """The header of the GeoTIFF at ``location`` (a few kilobytes: one or two HTTP Range requests for a COG)."""
     from rasterio.warp import calculate_default_transform
 
-    with open_raster(location) as src:
+    with gdal_environment(), open_raster(location) as src:
         gcps, gcp_crs = src.gcps
         if src.crs is None and gcps:
             transform, width, height = calculate_default_transform(gcp_crs, gcp_crs, src.width, src.height, gcps=gcps)

@@ -233,10 +233,13 @@ def _cloud_mask(located: LocatedItem, convention: Convention) -> MaskRead:
     item, mask = located.item, convention.cloud_mask
     if mask is None:
         raise InvalidSceneError(f"item {item.id} is {convention.name}, which has no cloud mask this library knows: leave out --mask-clouds")
-    if mask.asset not in item.assets:
-        raise InvalidSceneError(f"item {item.id} has no {mask.asset} asset to mask clouds with: leave out --mask-clouds")
-    location = resolve_asset_href(item.assets[mask.asset].href, located.location, mask.asset)
-    return MaskRead(location, 1, mask.classes, mask.bits, item.id, mask.asset)
+    keys = [key for key in mask.assets if key in item.assets]
+    if not keys:
+        raise InvalidSceneError(
+            f"item {item.id} has no {' or '.join(mask.assets)} asset to mask clouds with: leave out --mask-clouds"
+        )
+    location = resolve_asset_href(item.assets[keys[0]].href, located.location, keys[0])
+    return MaskRead(location, 1, mask.classes, mask.bits, item.id, keys[0])
 
 
 def _source(located: LocatedItem, convention: Convention) -> SourceItem:

@@ -1,0 +1,200 @@
+"""A local HTTP server (127.0.0.1 only) that serves a folder the way object stores serve COGs: byte ranges
+(``Range: bytes=a-b`` answered ``206`` with ``Content-Range``), ``Content-Length`` on every answer, and a small
+STAC API (landing page and ``/search``, GET and POST) over the items in ``<folder>/api-items.json``.
+
+Every request is logged (path, range, bytes sent), so tests can tell what was fetched and what was not.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+API_ITEMS = "api-items.json"
+"""A FeatureCollection in the served folder: what the STAC API searches."""
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    range: str | None
+    status: int
+    sent: int
+
+
+class CatalogServer:
+    """``with CatalogServer(folder) as server: server.url("item.json")``."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.requests: list[Request] = []
+        self.redirects: dict[str, str] = {}
+        self._lock = threading.Lock()
+        handler = type("Handler", (_Handler,), {"server_state": self})
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> CatalogServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    @property
+    def root(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def url(self, relative: str) -> str:
+        return f"{self.root}/{relative.lstrip('/')}"
+
+    def log(self, request: Request) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def requested(self, name: str) -> list[Request]:
+        """Requests whose path ends with ``name``."""
+        return [request for request in self.requests if request.path.split("?", 1)[0].endswith(name)]
+
+    def bytes_sent(self, suffix: str = "") -> int:
+        return sum(request.sent for request in self.requests if request.path.split("?", 1)[0].endswith(suffix))
+
+    def clear(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_state: CatalogServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
+
+    def do_GET(self) -> None:
+        self._serve(head=False)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        if urlsplit(self.path).path.rstrip("/") == "/api/search":
+            self._json(_search(self.server_state, body))
+        else:
+            self._answer(404, b"not found")
+
+    def _serve(self, head: bool) -> None:
+        state = self.server_state
+        path = urlsplit(self.path).path
+        if path in state.redirects:
+            self.send_response(302)
+            self.send_header("Location", state.redirects[path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            state.log(Request(self.command, self.path, None, 302, 0))
+            return
+        if path.rstrip("/") == "/api":
+            self._json(_landing_page(state))
+            return
+        if path.rstrip("/") == "/api/search":
+            query = {key: values[0] for key, values in parse_qs(urlsplit(self.path).query).items()}
+            self._json(_search(state, query))
+            return
+        file = (state.folder / path.lstrip("/")).resolve()
+        if not file.is_file() or state.folder.resolve() not in file.parents:
+            self._answer(404, b"not found")
+            return
+        data = file.read_bytes()
+        wanted = self.headers.get("Range")
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", wanted or "")
+        if match and int(match.group(1)) < len(data):
+            start = int(match.group(1))
+            end = min(int(match.group(2)) if match.group(2) else len(data) - 1, len(data) - 1)
+            part = data[start : end + 1]
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        else:
+            part = data
+            self.send_response(200)
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(len(part)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(part)
+        state.log(Request(self.command, self.path, wanted, 206 if match else 200, 0 if head else len(part)))
+
+    def _json(self, document: dict) -> None:
+        self._answer(200, json.dumps(document).encode(), "application/json")
+
+    def _answer(self, status: int, body: bytes, media: str = "text/plain") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", media)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        self.server_state.log(Request(self.command, self.path, None, status, len(body)))
+
+
+def _landing_page(state: CatalogServer) -> dict:
+    return {
+        "type": "Catalog", "id": "local-test-api", "description": "A STAC API for tests", "stac_version": "1.0.0",
+        "conformsTo": ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"],
+        "links": [
+            {"rel": "self", "href": state.url("api"), "type": "application/json"},
+            {"rel": "root", "href": state.url("api"), "type": "application/json"},
+            {"rel": "search", "href": state.url("api/search"), "type": "application/geo+json", "method": "GET"},
+            {"rel": "search", "href": state.url("api/search"), "type": "application/geo+json", "method": "POST"},
+        ],
+    }
+
+
+def _search(state: CatalogServer, query: dict) -> dict:
+    """Items of ``api-items.json`` matching ``collections``, ``datetime`` (a range A/B) and ``bbox``."""
+    features = json.loads((state.folder / API_ITEMS).read_text())["features"]
+    collections = query.get("collections")
+    if isinstance(collections, str):
+        collections = collections.split(",")
+    bbox = query.get("bbox")
+    if isinstance(bbox, str):
+        bbox = [float(value) for value in bbox.split(",")]
+    period = query.get("datetime")
+    found = []
+    for feature in features:
+        if collections and feature.get("collection") not in collections:
+            continue
+        if bbox and not _overlaps(feature["bbox"], bbox):
+            continue
+        if period and not _within(feature["properties"]["datetime"], period):
+            continue
+        found.append(feature)
+    limit = int(query.get("limit") or len(found) or 1)
+    return {"type": "FeatureCollection", "features": found[:limit], "links": []}
+
+
+def _overlaps(first: list[float], second: list[float]) -> bool:
+    return first[0] < second[2] and second[0] < first[2] and first[1] < second[3] and second[1] < first[3]
+
+
+def _within(moment: str, period: str) -> bool:
+    start, _, end = period.partition("/")
+    when = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+
+    def bound(text: str, default: datetime) -> datetime:
+        if text in ("", ".."):
+            return default
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return value if value.tzinfo else value.replace(tzinfo=when.tzinfo)
+
+    return bound(start, datetime.min.replace(tzinfo=when.tzinfo)) <= when <= bound(end or start, datetime.max.replace(tzinfo=when.tzinfo))
