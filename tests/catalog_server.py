@@ -101,8 +101,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(302)
             self.send_header("Location", state.redirects[path])
             self.send_header("Content-Length", "0")
-            self.end_headers()
             state.log(Request(self.command, self.path, None, 302, 0))
+            self.end_headers()
             return
         if path.rstrip("/") == "/api":
             self._json(_landing_page(state))
@@ -129,10 +129,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(200)
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Length", str(len(part)))
+        state.log(Request(self.command, self.path, wanted, 206 if match else 200, 0 if head else len(part)))
         self.end_headers()
         if not head:
             self.wfile.write(part)
-        state.log(Request(self.command, self.path, wanted, 206 if match else 200, 0 if head else len(part)))
 
     def _json(self, document: dict) -> None:
         self._answer(200, json.dumps(document).encode(), "application/json")
@@ -141,10 +141,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", media)
         self.send_header("Content-Length", str(len(body)))
+        self.server_state.log(Request(self.command, self.path, None, status, len(body)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        self.server_state.log(Request(self.command, self.path, None, status, len(body)))
 
 
 def _landing_page(state: CatalogServer) -> dict:

@@ -57,7 +57,10 @@ def resolve_asset_href(href: str, item_location: str, asset: str) -> str:
     Raises:
         UntrustedItemError: the href is of a kind this item may not name (see the module docstring).
     """
-    location = _resolved(href.strip(), item_location, asset, href)
+    text = href.strip()
+    if text.lower().startswith(GDAL_VIRTUAL_PREFIX):
+        _refuse(asset, href, "GDAL virtual file systems are not opened from items")
+    location = _resolved(text, item_location, asset, href)
     if location.lower().startswith(GDAL_VIRTUAL_PREFIX):
         _refuse(asset, href, "GDAL virtual file systems are not opened from items")
     return location
@@ -78,8 +81,6 @@ def _resolved(text: str, item_location: str, asset: str, href: str) -> str:
         return unquote(urlsplit(text).path)
     if scheme and len(scheme) > 1:  # "c:" is a Windows drive, not a scheme
         _refuse(asset, href, f"the {scheme!r} scheme is not supported: assets are read over http(s) or from local files")
-    if text.lower().startswith(GDAL_VIRTUAL_PREFIX):
-        return text
     path = Path(text)
     return str(path if path.is_absolute() else (Path(item_location).parent / path).resolve())
 

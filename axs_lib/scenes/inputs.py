@@ -14,6 +14,7 @@ other format is refused, and nothing it names is followed.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform as transform_coordinates
 from rasterio.windows import Window as RasterWindow
 
-from ..errors import InvalidSceneError, UntrustedItemError
+from ..errors import InvalidSceneError, SourceReadError, UntrustedItemError
 from . import conventions
 from .hrefs import gdal_path, is_url, redact, without_query
 from .windows import Window
@@ -371,17 +372,37 @@ class _GeocodedByGcps:
 
 
 def open_raster(location: str):
-    """``location`` opened with the GeoTIFF driver only; any other format is refused by name."""
+    """``location`` opened with the GeoTIFF driver only; any other format is refused by name.
+
+    Raises:
+        UntrustedItemError: not a GeoTIFF.
+        SourceReadError: missing (404), refused (401/403) or otherwise unreadable, said in one line.
+    """
     try:
         return rasterio.open(gdal_path(location), driver=RASTER_DRIVER)
     except RasterioIOError as error:
-        message = redact(str(error))
+        message = " ".join(redact(str(error)).split())
+        shown = without_query(location)
         if "not recognized as" in message or "not recognised as" in message or "driver" in message.lower():
             raise UntrustedItemError(
-                f"{without_query(location)} is not a GeoTIFF; only Cloud-Optimized GeoTIFFs are read "
+                f"{shown} is not a GeoTIFF; only Cloud-Optimized GeoTIFFs are read "
                 "(VRT, zip and other formats are refused, and nothing they name is opened)"
             ) from None
-        raise
+        raise SourceReadError(f"cannot open {shown}: {_http_advice(message)}") from None
+
+
+def _http_advice(message: str) -> str:
+    """GDAL's reason for a failed open, with what to do about the common HTTP answers."""
+    code = re.search(r"HTTP response code: (\d+)", message)
+    status = int(code.group(1)) if code else None
+    if status == 404:
+        return "not found (HTTP 404): the item names a file its server does not have"
+    if status in (401, 403):
+        return (f"refused (HTTP {status}): the link may need signing or its signature has expired "
+                "(Planetary Computer: sign the items again)")
+    if status is not None:
+        return f"the server answered HTTP {status}; try again later"
+    return message
 
 
 def _aligned(source, grid: Grid) -> bool:

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 import pystac
 
-from ..errors import InvalidSceneError
+from ..errors import InvalidSceneError, SourceReadError
 from . import conventions
 from .conventions import REFLECTANCE_MODEL_SCALE, Convention
 from .hrefs import resolve_asset_href, without_query
-from .inputs import BandRead, Grid, MaskRead, SceneInput, SourceItem, grid_for_area, read_header
+from .inputs import BandRead, FileHeader, Grid, MaskRead, SceneInput, SourceItem, grid_for_area, read_header
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def item_scene(
         modalities.add(sar_modality or convention.sar_modality)
         for band in bands:
             key, location = _asset(located, band, convention)
-            header = read_header(location)
+            header = _header(located.item, key, location)
             _check_numbers(located.item, key, convention, header.dtype)
             reads.append(_band_read(located.item, key, location, band, convention))
             if located is ordered[0]:
@@ -98,6 +98,13 @@ def item_scene(
         dates=tuple(_datetime(located.item) or "" for located in ordered),
         modality=modalities.pop() if kind == "sar" else None,
     )
+
+
+def _header(item: pystac.Item, key: str, location: str) -> FileHeader:
+    try:
+        return read_header(location)
+    except SourceReadError as error:
+        raise SourceReadError(f"item {item.id} asset {key!r}: {error}") from None
 
 
 def _convention(item: pystac.Item, kind: str) -> Convention:
