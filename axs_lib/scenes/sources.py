@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pystac
 
@@ -18,10 +19,6 @@ from .items import LocatedItem
 DEFAULT_MAX_ITEMS = 100
 """The most items a collection or search may hold before it is refused (``max_items`` raises it)."""
 JSON_SUFFIXES = (".json", ".geojson")
-
-Source = "str | os.PathLike | pystac.Item | pystac.ItemCollection"
-"""What the scene functions take as a source."""
-
 
 @dataclass(frozen=True)
 class Search:
@@ -45,15 +42,13 @@ class Search:
 
 @dataclass(frozen=True)
 class OpenedSource:
-    """A source, opened: a local raster (``path``), or STAC items (``items``, one or more)."""
+    """A source, opened: a local raster (``path``), or STAC items (``items``); ``is_collection`` for an item
+    collection or a search, whatever the number of items in it."""
 
     name: str
     path: Path | None = None
     items: tuple[LocatedItem, ...] = ()
-
-    @property
-    def is_collection(self) -> bool:
-        return self.path is None and len(self.items) != 1
+    is_collection: bool = False
 
 
 def open_source(source: object, *, max_items: int = DEFAULT_MAX_ITEMS) -> OpenedSource:
@@ -67,19 +62,21 @@ def open_source(source: object, *, max_items: int = DEFAULT_MAX_ITEMS) -> Opened
         UntrustedItemError: a document over the size limit, or more than ``max_items`` items.
     """
     if isinstance(source, Search):
-        return OpenedSource(_search_name(source), items=tuple(_search(source, max_items)))
+        return OpenedSource(_search_name(source), items=tuple(_search(source, max_items)), is_collection=True)
     if isinstance(source, pystac.Item):
         return OpenedSource(source.id, items=(LocatedItem(source, _location_of(source)),))
     if isinstance(source, pystac.ItemCollection):
         items = list(source)
         _check_count(len(items), max_items, "the item collection")
-        return OpenedSource("item collection", items=tuple(LocatedItem(item, _location_of(item)) for item in items))
+        located = tuple(LocatedItem(item, _location_of(item)) for item in items)
+        return OpenedSource("item collection", items=located, is_collection=True)
     text = os.fspath(source)
     if not is_url(text) and not text.lower().endswith(JSON_SUFFIXES):
         return OpenedSource(text, path=Path(text))
     location = text if is_url(text) else str(Path(text).resolve())
     document = read_json(location)
-    return OpenedSource(without_query(text), items=tuple(_items(document, location, max_items)))
+    items = tuple(_items(document, location, max_items))
+    return OpenedSource(without_query(text), items=items, is_collection=document.get("type") == "FeatureCollection")
 
 
 def _items(document: dict, location: str, max_items: int) -> list[LocatedItem]:
@@ -92,7 +89,7 @@ def _items(document: dict, location: str, max_items: int) -> list[LocatedItem]:
         if not isinstance(features, list):
             raise SourceReadError(f"{shown} is a FeatureCollection without a list of features")
         _check_count(len(features), max_items, shown)
-        return [LocatedItem(_item(feature, shown), location) for feature in features]
+        return [_located_in(_item(feature, shown), location) for feature in features]
     raise SourceReadError(
         f"{shown} is not a STAC item or item collection (its type is {kind!r}; expected 'Feature' or "
         "'FeatureCollection')"
@@ -107,6 +104,17 @@ def _item(document: object, shown: str) -> pystac.Item:
     except Exception as error:  # pystac raises KeyError, ValueError, TypeError... for malformed items
         name = document.get("id", "?")
         raise SourceReadError(f"{shown}: item {name} is not a valid STAC item ({type(error).__name__}: {error})") from None
+
+
+def _located_in(item: pystac.Item, collection_location: str) -> LocatedItem:
+    """An item of a collection: its relative hrefs resolve against its own self link (STAC's rule) when it has one
+    the collection may name (a URL; a local path only from a local collection), else against the collection."""
+    self_href = item.get_self_href()
+    if self_href and self_href.startswith("file://"):
+        self_href = unquote(urlsplit(self_href).path)
+    if self_href and (is_url(self_href) or not is_url(collection_location)):
+        return LocatedItem(item, self_href)
+    return LocatedItem(item, collection_location)
 
 
 def _location_of(item: pystac.Item) -> str:
