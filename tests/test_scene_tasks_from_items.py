@@ -162,3 +162,12 @@ def test_a_query_string_in_hrefs_never_reaches_tags_records_or_stac_items(catalo
         assert "SECRET" not in json.dumps(dataset.tags())
     assert "SECRET" not in output.with_suffix(".json").read_text()
     assert "SECRET" not in captured.out + captured.err
+
+
+def test_evaluate_takes_an_item_as_the_reference_in_its_catalogs_units(server, hand_prepared, capsys):
+    for folder in ("es", "l30"):
+        assert main(["evaluate", str(hand_prepared), item_url(server, folder), "--json", "--quiet"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        hole = C.HOLE[0].stop - C.HOLE[0].start, C.HOLE[1].stop - C.HOLE[1].start
+        assert result["valid_pixels"] == C.HEIGHT * C.WIDTH - hole[0] * hole[1], folder
+        assert result["overall"]["mae"] == 0, f"{folder}: the item's reflectance is the prepared file's"

@@ -248,7 +248,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = commands.add_parser("evaluate", help="score a prediction against a reference raster", description=evaluate.__doc__)
     sub.add_argument("prediction", type=Path, help="GeoTIFF written by sar-to-optical, segment or pipeline (or any on a CRS)")
-    sub.add_argument("reference", type=Path, help="reference Sentinel-2 reflectance or label raster; reprojected to the prediction's grid if needed")
+    sub.add_argument("reference", help="reference Sentinel-2 reflectance or label raster, or a STAC item (file or URL); reprojected to the prediction's grid if needed")
     sub.add_argument("--kind", choices=("optical", "classes"), help="default: classes for a one-band integer prediction, else optical")
     sub.add_argument("--num-classes", type=int, metavar="N", help="classes 0..N-1 (default: the largest class found in either raster + 1)")
     sub.add_argument("--ignore-index", type=int, metavar="LABEL", help="reference label to leave out (classes)")

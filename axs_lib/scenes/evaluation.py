@@ -1,32 +1,31 @@
 """``axs-scenes evaluate``: a prediction raster scored against a reference, streamed window by window.
 
 The scene is cut into ``tile`` x ``tile`` blocks; each is read from both rasters (with a halo for SSIM),
-scored by :mod:`.metrics` and dropped, so memory does not grow with the scene. A reference on another grid
-is reprojected on the fly to the prediction's grid with rasterio's ``WarpedVRT`` (bilinear for reflectance,
-nearest for labels).
+scored by :mod:`.metrics` and dropped, so memory does not grow with the scene. Both are read through the scene
+reader (:class:`axs_lib.scenes.inputs.SceneReader`): a reference on another grid is warped on the fly onto the
+prediction's grid (bilinear for reflectance, nearest for labels), and a STAC item as the reference gives the
+prediction's bands (by their descriptions) as reflectance x 10000 by its catalog's conventions.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import rasterio
 import torch
-from rasterio.enums import Resampling
-from rasterio.errors import RasterioIOError
-from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
-from rasterio.windows import Window as RasterWindow
 from tqdm.auto import tqdm
 
 from ..errors import InvalidSceneError
+from .conventions import BAND_IDENTIFIERS
+from .hrefs import without_query
+from .inputs import BandRead, Grid, SceneInput, gdal_environment, open_raster, read_header
+from .items import item_scene
 from .metrics import SSIM_HALO, ClassMetrics, OpticalMetrics
-from .inputs import gdal_environment
+from .sources import open_source
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +37,8 @@ MAX_CLASSES = 1000
 
 
 def evaluate_scene(
-    prediction: Path,
-    reference: Path,
+    prediction: str | Path,
+    reference: object,
     kind: str | None = None,
     *,
     num_classes: int | None = None,
@@ -64,6 +63,9 @@ def evaluate_scene(
             baseline 04.00 or later: ``reference_offset=-1000``); optical only.
         reference_bands: 1-based reference bands in the prediction's band order; default: the bands whose
             descriptions name the prediction's, else all bands in file order.
+        reference: a raster, or a STAC item (file, URL or ``pystac.Item``) whose bands are matched to the
+            prediction's band descriptions (``B04``, ``RED``...) and read as reflectance x 10000 by its catalog's
+            conventions (then ``reference_offset`` is not used).
         tile: block size in pixels; memory grows with its square, not with the scene.
 
     Pixels are valid where neither raster's mask (nodata value, mask band or alpha) marks them, every band is
@@ -72,25 +74,21 @@ def evaluate_scene(
     """
     if tile < 2 * SSIM_HALO + 1:
         raise InvalidSceneError(f"`tile` must be at least {2 * SSIM_HALO + 1} pixels, got {tile}")
-    with gdal_environment(), ExitStack() as stack:
-        predicted = _open(stack, prediction)
-        kind = kind or _infer_kind(predicted)
-        if kind not in KINDS:
-            raise InvalidSceneError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-        if kind == "classes" and predicted.count != 1:
-            raise InvalidSceneError(f"a class map has one band; {prediction} has {predicted.count}")
-        resampling = Resampling.nearest if kind == "classes" else Resampling.bilinear
-        expected = _open(stack, reference)
-        indexes = _reference_indexes(predicted, expected, reference_bands)
-        expected, reprojected = _on_grid(stack, expected, predicted, resampling)
-        pair = _Pair(predicted, tuple(range(1, predicted.count + 1)), expected, indexes)
-        summary = {
-            "kind": kind, "prediction": str(prediction), "reference": str(reference),
-            "reprojected": resampling.name if reprojected else None,
-            "width": predicted.width, "height": predicted.height,
-        }
+    predicted = _prediction(Path(prediction))
+    kind = kind or _infer_kind(predicted)
+    if kind not in KINDS:
+        raise InvalidSceneError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind == "classes" and len(predicted.bands) != 1:
+        raise InvalidSceneError(f"a class map has one band; {prediction} has {len(predicted.bands)}")
+    resampling = "nearest" if kind == "classes" else "bilinear"
+    expected, reprojected = _reference(reference, predicted, reference_bands, resampling, reference_offset)
+    summary = {
+        "kind": kind, "prediction": str(prediction), "reference": without_query(str(reference)),
+        "reprojected": resampling if reprojected else None, "width": predicted.width, "height": predicted.height,
+    }
+    with gdal_environment(), _Pair(predicted, expected) as pair:
         if kind == "optical":
-            names = [name or f"band {index}" for index, name in enumerate(predicted.descriptions, start=1)]
+            names = [band.band for band in predicted.bands]
             metrics = _optical(pair, names, scale, reference_offset, tile, progress)
             return {**summary, "scale": scale, "reference_offset": reference_offset, **metrics}
         metrics = _classes(pair, num_classes, ignore_index, tile, progress)
@@ -147,9 +145,17 @@ def _cell(value: float | None, digits: int, width: int) -> str:
 class _Pair:
     """The prediction and the reference on the prediction's grid, read block by block."""
 
-    def __init__(self, prediction, prediction_indexes: tuple[int, ...], reference, reference_indexes: tuple[int, ...]):
-        self.rasters = ((prediction, prediction_indexes), (reference, reference_indexes))
+    def __init__(self, prediction: SceneInput, reference: SceneInput):
+        self.scenes = (prediction, reference)
         self.height, self.width = prediction.height, prediction.width
+
+    def __enter__(self) -> _Pair:
+        self.readers = [scene.reader() for scene in self.scenes]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for reader in self.readers:
+            reader.close()
 
     def blocks(self, tile: int, progress: bool) -> Iterator[tuple[slice, slice]]:
         rows, cols = range(0, self.height, tile), range(0, self.width, tile)
@@ -165,11 +171,10 @@ class _Pair:
         the scene's edge: values ``[bands, h, w]`` float32 (0 where not valid), ``valid`` ``[h, w]``."""
         top, bottom = max(rows.start - halo, 0), min(rows.stop + halo, self.height)
         left, right = max(cols.start - halo, 0), min(cols.stop + halo, self.width)
-        area = RasterWindow(left, top, right - left, bottom - top)
         values, valid = [], np.ones((bottom - top, right - left), dtype=bool)
-        for raster, indexes in self.rasters:
-            read = raster.read(indexes, window=area, out_dtype="float32")
-            valid &= (raster.read_masks(indexes, window=area) > 0).all(axis=0) & np.isfinite(read).all(axis=0)
+        for reader in self.readers:
+            read, readable = reader.read_area(top, left, bottom - top, right - left)
+            valid &= readable
             values.append(read)
         values = [np.where(valid, read, np.float32(0)) for read in values]
         pad = ((top - (rows.start - halo), rows.stop + halo - bottom), (left - (cols.start - halo), cols.stop + halo - right))
@@ -222,62 +227,105 @@ def _classes(pair: _Pair, num_classes: int | None, ignore_index: int | None, til
     return {"num_classes": num_classes, **metrics.compute()}
 
 
-def _open(stack: ExitStack, path: Path):
-    if not Path(path).is_file():
+def _prediction(path: Path) -> SceneInput:
+    """The prediction: every band in file order, as stored, named by its description."""
+    if not path.is_file():
         raise InvalidSceneError(f"raster not found: {path}")
-    try:
-        raster = stack.enter_context(rasterio.open(path))
-    except RasterioIOError as error:
-        raise InvalidSceneError(f"cannot read {path}: {error}") from error
-    if raster.crs is None:
+    with gdal_environment():
+        header = read_header(str(path))
+        with open_raster(str(path)) as raster:
+            descriptions, dtypes = raster.descriptions, raster.dtypes
+    if header.located_by_gcps:
         raise InvalidSceneError(f"{path} has no CRS; georeference it first (e.g. gdal_edit.py -a_srs EPSG:<code>)")
-    return raster
+    bands = tuple(
+        BandRead(str(path), index, (name or f"band {index}").strip())
+        for index, name in enumerate(descriptions, start=1)
+    )
+    return SceneInput(str(path), header.grid, bands, path=path, dtypes=tuple(dtypes))
 
 
-def _infer_kind(prediction) -> str:
+def _infer_kind(prediction: SceneInput) -> str:
     integer = np.issubdtype(np.dtype(prediction.dtypes[0]), np.integer)
-    return "classes" if prediction.count == 1 and integer else "optical"
+    return "classes" if len(prediction.bands) == 1 and integer else "optical"
 
 
-def _on_grid(stack: ExitStack, reference, prediction, resampling: Resampling):
-    """``(reference on the prediction's grid, whether it was reprojected)``; refuses rasters that do not overlap."""
-    same_grid = (
-        reference.crs == prediction.crs and reference.transform.almost_equals(prediction.transform)
-        and reference.shape == prediction.shape
-    )
-    if same_grid:
-        return reference, False
-    left, bottom, right, top = transform_bounds(reference.crs, prediction.crs, *reference.bounds)
-    bounds = prediction.bounds
-    if not (left < bounds.right and bounds.left < right and bottom < bounds.top and bounds.bottom < top):
+def _reference(
+    reference: object, prediction: SceneInput, chosen: Sequence[int] | None, resampling: str, offset: float
+) -> tuple[SceneInput, bool]:
+    """The reference's bands matching the prediction's, on the prediction's grid; and whether it is warped."""
+    opened = open_source(reference)
+    if opened.path is None:
+        return _reference_item(opened, prediction, chosen, offset), True
+    path = opened.path
+    if not path.is_file():
+        raise InvalidSceneError(f"raster not found: {path}")
+    with gdal_environment():
+        header = read_header(str(path))
+        with open_raster(str(path)) as raster:
+            descriptions, count = raster.descriptions, raster.count
+    indexes = _reference_indexes(prediction, descriptions, count, chosen, path)
+    if not header.grid.same_as(prediction.grid):
+        _check_overlap(header.grid, prediction.grid, path, prediction.name)
+        logger.info("reprojecting %s to the grid of %s (%s)", path, prediction.name, resampling)
+    bands = tuple(BandRead(str(path), index, f"reference band {index}", resampling=resampling) for index in indexes)
+    return SceneInput(str(path), prediction.grid, bands, path=path), not header.grid.same_as(prediction.grid)
+
+
+def _reference_item(opened, prediction: SceneInput, chosen: Sequence[int] | None, offset: float) -> SceneInput:
+    if chosen or offset:
         raise InvalidSceneError(
-            f"{reference.name} and {prediction.name} do not overlap (reference bounds in the prediction's CRS "
-            f"{prediction.crs}: {left:.6g}, {bottom:.6g}, {right:.6g}, {top:.6g}; prediction: {bounds.left:.6g}, "
-            f"{bounds.bottom:.6g}, {bounds.right:.6g}, {bounds.top:.6g})"
+            "`reference_bands` and `reference_offset` are for reference rasters: an item's bands are matched by name "
+            "and its offset comes from its catalog's conventions"
         )
-    logger.info("reprojecting %s to the grid of %s (%s)", reference.name, prediction.name, resampling.name)
-    warped = WarpedVRT(
-        reference, crs=prediction.crs, transform=prediction.transform, width=prediction.width,
-        height=prediction.height, resampling=resampling, dtype="float32", nodata=math.nan,
-    )
-    return stack.enter_context(warped), True
+    if len(opened.items) != 1:
+        raise InvalidSceneError(f"the reference is one item; {opened.name} gives {len(opened.items)}")
+    names = [_model_band(band.band) for band in prediction.bands]
+    if None in names:
+        raise InvalidSceneError(
+            f"the prediction's band descriptions ({', '.join(band.band for band in prediction.bands)}) do not name "
+            "Sentinel-2 bands, so the item's bands cannot be matched to them"
+        )
+    return item_scene(opened.items, names, grid=prediction.grid)
 
 
-def _reference_indexes(prediction, reference, chosen: Sequence[int] | None) -> tuple[int, ...]:
-    count = prediction.count
+def _model_band(description: str) -> str | None:
+    """The model band a description names: a model band name, a Sentinel-2 band id or a unique common name."""
+    for band, identity in BAND_IDENTIFIERS.items():
+        if description.upper() == band or description in identity.names or description.upper() in identity.names:
+            return band
+    return None
+
+
+def _check_overlap(reference: Grid, prediction: Grid, reference_name: object, prediction_name: str) -> None:
+    west, south, east, north = rasterio.transform.array_bounds(reference.height, reference.width, reference.transform)
+    left, bottom, right, top = transform_bounds(reference.crs, prediction.crs, west, south, east, north)
+    p_left, p_bottom, p_right, p_top = rasterio.transform.array_bounds(prediction.height, prediction.width, prediction.transform)
+    if not (left < p_right and p_left < right and bottom < p_top and p_bottom < top):
+        raise InvalidSceneError(
+            f"{reference_name} and {prediction_name} do not overlap (reference bounds in the prediction's CRS "
+            f"{prediction.crs}: {left:.6g}, {bottom:.6g}, {right:.6g}, {top:.6g}; prediction: {p_left:.6g}, "
+            f"{p_bottom:.6g}, {p_right:.6g}, {p_top:.6g})"
+        )
+
+
+def _reference_indexes(
+    prediction: SceneInput, descriptions: Sequence[str | None], count: int, chosen: Sequence[int] | None, path: Path
+) -> tuple[int, ...]:
+    wanted_count = len(prediction.bands)
     if chosen:
-        if len(chosen) != count or not all(1 <= index <= reference.count for index in chosen):
+        if len(chosen) != wanted_count or not all(1 <= index <= count for index in chosen):
             raise InvalidSceneError(
-                f"`reference_bands` needs {count} band number(s) between 1 and {reference.count}, got {list(chosen)}"
+                f"`reference_bands` needs {wanted_count} band number(s) between 1 and {count}, got {list(chosen)}"
             )
         return tuple(chosen)
-    names = [(name or "").strip().upper() for name in reference.descriptions]
-    wanted = [(name or "").strip().upper() for name in prediction.descriptions]
-    if all(wanted) and all(name in names for name in wanted):
+    names = [(name or "").strip().upper() for name in descriptions]
+    wanted = [band.band.upper() for band in prediction.bands]
+    described = all(not name.startswith("BAND ") for name in wanted)
+    if described and all(name in names for name in wanted):
         return tuple(names.index(name) + 1 for name in wanted)
-    if reference.count == count:
+    if count == wanted_count:
         return tuple(range(1, count + 1))
     raise InvalidSceneError(
-        f"{reference.name} has {reference.count} band(s) and the prediction {count}, and their descriptions do not name "
+        f"{path} has {count} band(s) and the prediction {wanted_count}, and their descriptions do not name "
         "the same bands: pass `reference_bands` with the reference's band numbers in the prediction's order"
     )

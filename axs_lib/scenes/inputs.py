@@ -168,6 +168,7 @@ class SceneInput:
         dates: acquisition dates, one per time step, where known (ISO 8601).
         path: the local file, for a local GeoTIFF.
         modality: TerraMind's modality of the bands where the source says (``"S1RTC"`` for an RTC item).
+        dtypes: the stored data type of each band of a local file, where read.
     """
 
     name: str
@@ -178,6 +179,7 @@ class SceneInput:
     dates: tuple[str, ...] = ()
     path: Path | None = None
     modality: str | None = None
+    dtypes: tuple[str, ...] = ()
 
     @classmethod
     def open(
@@ -294,9 +296,22 @@ class SceneReader:
         height, width = self.scene.height, self.scene.width
         top, left = max(window.row, 0), max(window.col, 0)
         bottom, right = min(window.row + tile, height), min(window.col + tile, width)
-        area = RasterWindow(left, top, right - left, bottom - top)
-        values = np.empty((len(self.scene.bands), bottom - top, right - left), dtype=np.float32)
-        valid = np.ones((bottom - top, right - left), dtype=bool)
+        values, valid = self.read_area(top, left, bottom - top, right - left)
+        pad = ((top - window.row, window.row + tile - bottom), (left - window.col, window.col + tile - right))
+        if any(any(side) for side in pad):
+            mode = "reflect" if min(values.shape[1:]) > 1 else "edge"
+            values = np.pad(values, ((0, 0), *pad), mode=mode)
+            valid = np.pad(valid, pad, mode=mode)
+        return values, valid
+
+    def read_area(self, top: int, left: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(values [bands, height, width] float32, valid [height, width] bool)`` of an area inside the scene.
+
+        A pixel is valid where every band's file mask and ``nodata`` allow it, the values are finite, and no
+        cloud mask marks it."""
+        area = RasterWindow(left, top, width, height)
+        values = np.empty((len(self.scene.bands), height, width), dtype=np.float32)
+        valid = np.ones((height, width), dtype=bool)
         for (location, resampling), positions in self._groups().items():
             dataset = self._dataset(location, resampling)
             reads = [self.scene.bands[position] for position in positions]
@@ -309,13 +324,8 @@ class SceneReader:
                 values[position] = _to_model_units(raw, band)
         for mask in self.scene.masks:
             dataset = self._dataset(mask.location, "nearest")
-            valid &= ~mask.masked(dataset.read(mask.index, window=area))
+            valid &= ~mask.masked(np.nan_to_num(dataset.read(mask.index, window=area, out_dtype="float64")))
         valid &= np.isfinite(values).all(axis=0)
-        pad = ((top - window.row, window.row + tile - bottom), (left - window.col, window.col + tile - right))
-        if any(any(side) for side in pad):
-            mode = "reflect" if min(values.shape[1:]) > 1 else "edge"
-            values = np.pad(values, ((0, 0), *pad), mode=mode)
-            valid = np.pad(valid, pad, mode=mode)
         return values, valid
 
     def _groups(self) -> dict[tuple[str, str], list[int]]:
@@ -337,7 +347,7 @@ class SceneReader:
             else:
                 vrt = WarpedVRT(
                     source, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
-                    resampling=Resampling[resampling], dtype="float64",
+                    resampling=Resampling[resampling], dtype="float64", nodata=math.nan,
                 )
                 self._opened.append(vrt)
                 self._datasets[key] = vrt

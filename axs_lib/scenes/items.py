@@ -56,12 +56,13 @@ def item_scene(
     resolution: float | None = None,
     mask_clouds: bool = False,
     sar_modality: str | None = None,
+    grid: Grid | None = None,
 ) -> SceneInput:
     """The scene of ``bands`` (model band names, model order) from one item, or a time stack of several.
 
     Several items become one stack, ordered by date: all of the first date's bands, then the next date's.
-    The grid is the first date's finest needed band unless ``bbox`` / ``crs`` / ``resolution`` ask for another;
-    other dates are warped onto it.
+    The grid is ``grid`` when given, else the first date's finest needed band unless ``bbox`` / ``crs`` /
+    ``resolution`` ask for another; bands on other grids are warped onto it.
 
     Raises:
         InvalidSceneError: an item lacks a band (named), publishes no usable scale, is uncalibrated SAR, has no
@@ -88,8 +89,9 @@ def item_scene(
             masks.append(_cloud_mask(located, convention))
     if len(modalities) > 1:
         raise InvalidSceneError(f"the items mix SAR products ({', '.join(sorted(map(str, modalities)))}): give items of one product")
-    reference = min(grids, key=lambda grid: grid.resolution)
-    grid = grid_for_area(reference, bbox=bbox, crs=crs, resolution=resolution)
+    if grid is None:
+        finest = min(grids, key=lambda candidate: candidate.resolution)
+        grid = grid_for_area(finest, bbox=bbox, crs=crs, resolution=resolution)
     names = [located.item.id for located in ordered]
     return SceneInput(
         name=names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]} ({len(names)} items)",
