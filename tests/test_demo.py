@@ -53,6 +53,7 @@ def test_the_demo_runs_every_command_from_a_fresh_process_and_says_the_weights_a
                for path in line.split(" and ")]
     outputs = [path for path in written if path != folder]
     assert sorted(outputs) == sorted((folder / "outputs").iterdir())
+    assert re.search(r"^\$ axs-scenes segment http://127\.0\.0\.1:\d+/catalog/sentinel2_l2a\.json ", result.stdout, re.MULTILINE)
     scene_grid = grid(folder / "scene" / "hls.tif")
     assert all(grid(path) == scene_grid for path in outputs if path.suffix == ".tif")
     assert {path.name for path in (folder / "scene").iterdir()} >= {"s2l2a_reference.tif", "labels.tif"}

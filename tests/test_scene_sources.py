@@ -14,7 +14,7 @@ from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
 import catalog_scenes as C
-from catalog_server import CatalogServer
+from axs_lib.demo.catalog_server import CatalogServer
 from axs_lib.errors import InvalidSceneError
 from axs_lib.scenes import SceneInput
 from axs_lib.scenes.inputs import gdal_environment

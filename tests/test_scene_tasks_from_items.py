@@ -12,7 +12,7 @@ import pytest
 import rasterio
 
 import catalog_scenes as C
-from catalog_server import API_ITEMS, CatalogServer
+from axs_lib.demo.catalog_server import API_ITEMS, CatalogServer
 from axs_lib.cli.scenes import main
 from axs_lib.scenes import tasks
 from test_scenes_commands import segmentation_folder, terramind  # noqa: F401
@@ -146,14 +146,14 @@ def test_sar_to_optical_feeds_an_rtc_item_to_terraminds_s1rtc_modality_in_db(ser
 
 
 def test_a_query_string_in_hrefs_never_reaches_tags_records_or_stac_items(catalog, server, segmentation_folder, work, capsys):
-    signed = catalog / "es" / "signed.json"
+    signed = catalog / "signed.json"
     document = json.loads(next((catalog / "es").glob("S2B*.json")).read_text())
     for asset in document["assets"].values():
         asset["href"] = server.url("es/" + asset["href"].lstrip("./")) + "?st=2024-06-15&sig=SECRET"
     signed.write_text(json.dumps(document))
     output = work / "signed.tif"
 
-    code = main(["segment", server.url("es/signed.json?token=SECRET"), str(output), "--model", str(segmentation_folder),
+    code = main(["segment", server.url("signed.json?token=SECRET"), str(output), "--model", str(segmentation_folder),
                  "--stac", *WINDOWS])
 
     captured = capsys.readouterr()

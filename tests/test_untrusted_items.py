@@ -14,7 +14,7 @@ import pytest
 import rasterio
 
 import catalog_scenes as C
-from catalog_server import CatalogServer
+from axs_lib.demo.catalog_server import CatalogServer
 from axs_lib.errors import SourceReadError, UntrustedItemError
 from axs_lib.scenes import documents
 from axs_lib.scenes.items import item_scene

@@ -255,7 +255,10 @@ def _reference(
     """The reference's bands matching the prediction's, on the prediction's grid; and whether it is warped."""
     opened = open_source(reference)
     if opened.path is None:
-        return _reference_item(opened, prediction, chosen, offset), True
+        scene = _reference_item(opened, prediction, chosen, offset)
+        with gdal_environment():
+            grids = [read_header(location).grid for location in {band.location for band in scene.bands}]
+        return scene, not all(grid.same_as(prediction.grid) for grid in grids)
     path = opened.path
     if not path.is_file():
         raise InvalidSceneError(f"raster not found: {path}")

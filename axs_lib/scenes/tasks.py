@@ -24,7 +24,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -36,26 +36,19 @@ from ..errors import (
     AxsModelError, BaseModelMismatchError, CheckpointMismatchError, CheckpointNotFoundError, CorruptCheckpointError,
     InvalidSceneError,
 )
-from ..weights.catalog import KNOWN_MODELS, TERRAMIND_MODALITIES, TERRAMIND_PATCH_SIZE, terramind_model
-from ..weights.discovery import find_checkpoint
+from ..weights.catalog import TERRAMIND_MODALITIES, TERRAMIND_PATCH_SIZE
 from ..weights.fingerprint import weights_fingerprints
 from . import bands as B
-from . import distributed
+from . import distributed, products
 from .engine import as_tensor, run_scene
 from .inputs import SceneInput, read_header
 from .items import item_scene
-from .outputs import OutputSpec, check_output_paths
-from .provenance import ModelUse, Provenance
-from .quicklook import Quicklook, class_colour
+from .outputs import check_output_paths
+from .products import SAR_MODALITIES
 from .sources import DEFAULT_MAX_ITEMS, OpenedSource, open_source
-from .stac import ModelDescription, write_stac_item
 from .windows import check_tiling
 
 logger = logging.getLogger(__name__)
-
-CLASS_NODATA = 255
-UINT16_NODATA = 65535
-SAR_MODALITIES = ("S1GRD", "S1RTC")
 
 
 @dataclass
@@ -185,7 +178,7 @@ def sar_to_optical_scene(
     check_tiling(tile, overlap, TERRAMIND_PATCH_SIZE)
     options = SourceOptions(**source_options)
     settings = _Settings(tile, overlap, batch_size, check_device(device), overwrite, progress, stac, TERRAMIND_PATCH_SIZE)
-    generation = _Generation(generator, timesteps, seed, linear, as_float, checkpoint_path, dtype)
+    generation = products.Generation(generator, timesteps, seed, linear, as_float, checkpoint_path, dtype)
     opened = open_source(source, max_items=options.max_items)
     models: dict[str, torch.nn.Module] = {}
 
@@ -229,7 +222,7 @@ def pipeline_scene(
     patch = math.lcm(TERRAMIND_PATCH_SIZE, segmenter.patch_size)
     check_tiling(tile, overlap, patch)
     settings = _Settings(tile, overlap, batch_size, device, overwrite, progress, stac, patch)
-    generation = _Generation(generator, timesteps, seed, linear, as_float, checkpoint_path, dtype)
+    generation = products.Generation(generator, timesteps, seed, linear, as_float, checkpoint_path, dtype)
     _check_pipeline_model(segmenter)
     opened = open_source(source, max_items=options.max_items)
     models: dict[str, torch.nn.Module] = {}
@@ -264,21 +257,10 @@ class _Settings:
         return {"tile": self.tile, "overlap": self.overlap, "batch_size": self.batch_size, "stac": self.stac}
 
 
-@dataclass(frozen=True)
-class _Generation:
-    generator: str
-    timesteps: int
-    seed: int
-    linear: bool
-    as_float: bool
-    checkpoint_path: str | os.PathLike | None
-    dtype: str | None
-
-    def identity(self) -> dict:
-        return {
-            "generator": self.generator, "timesteps": self.timesteps, "linear": self.linear, "float": self.as_float,
-            "checkpoint_path": str(self.checkpoint_path) if self.checkpoint_path else None, "dtype": self.dtype,
-        }
+def _options(settings: _Settings, options: SourceOptions | None, **given: object) -> dict:
+    """The options a run was given, as JSON values (paths and dates as text)."""
+    record = {**settings.record(), **(options.record() if options is not None else {}), **given}
+    return json.loads(json.dumps(record, default=str))
 
 
 def _each(
@@ -415,18 +397,18 @@ def _segment(
             return as_tensor(segmenter(images.to(device), **given))
 
     fingerprints = weights_fingerprints(segmentation=segmenter)
-    provenance = _provenance("segment", _options(settings, options, probabilities=probabilities,
+    provenance = products.provenance("segment", _options(settings, options, probabilities=probabilities,
                                                   standardize=standardize, dates=dates),
                              fingerprints, scene, segmenter, model_source)
-    spec = _segmentation_output(output, segmenter.num_classes, probabilities, quicklook, provenance)
+    spec = products.segmentation_output(output, segmenter.num_classes, probabilities, quicklook, provenance)
     run_scene(
         scene, {"classes": spec}, predict, fill=model_mean * frames if standardize else 0.0,
         run={"command": "segment", **_model_identity(model_source), "standardize": standardize,
              "coordinates": {name: value.tolist() for name, value in coordinates.items()}, "weights": fingerprints},
         **settings.run_arguments(),
     )
-    description = _segmentation_description(segmenter, model_source, settings.tile, segmenter.input_bands * frames, standardize)
-    return _written(settings, {"classes": (spec, scene, description)}, provenance)
+    description = products.segmentation_description(segmenter, model_source, settings.tile, segmenter.input_bands * frames, standardize)
+    return products.written(settings.stac, {"classes": (spec, scene, description)}, provenance)
 
 
 def _coordinates(segmenter, scene: SceneInput, dates: Sequence[date | str] | None) -> dict[str, torch.Tensor]:
@@ -454,7 +436,7 @@ def _coordinates(segmenter, scene: SceneInput, dates: Sequence[date | str] | Non
 
 
 def _sar_to_optical(
-    scene: SceneInput, output: Path, quicklook: Path, settings: _Settings, generation: _Generation, models: dict,
+    scene: SceneInput, output: Path, quicklook: Path, settings: _Settings, generation: products.Generation, models: dict,
 ) -> list[Path]:
     check_output_paths(scene.local_files, [output, quicklook])
     modality = scene.modality or "S1GRD"
@@ -466,15 +448,15 @@ def _sar_to_optical(
             return generator({modality: batch.to(device)})["S2L2A"].cpu()
 
     fingerprints = weights_fingerprints(generator=generator)
-    provenance = _provenance("sar-to-optical", _options(settings, None, **generation.identity(), seed=generation.seed),
+    provenance = products.provenance("sar-to-optical", _options(settings, None, **generation.identity(), seed=generation.seed),
                              fingerprints, scene, None, None, generation)
-    spec = _optical_output(output, generation.as_float, quicklook, provenance, generation.generator, modality)
+    spec = products.optical_output(output, generation.as_float, quicklook, provenance, generation.generator, modality)
     run_scene(
         scene, {"optical": spec}, predict, fill=TERRAMIND_MODALITIES[modality].mean, seed=generation.seed,
         run={"command": "sar-to-optical", **generation.identity(), "modality": modality, "weights": fingerprints},
         **settings.run_arguments(),
     )
-    return _written(settings, {"optical": (spec, scene, _generator_description(generation, modality, settings.tile))}, provenance)
+    return products.written(settings.stac, {"optical": (spec, scene, products.generator_description(generation, modality, settings.tile))}, provenance)
 
 
 def _check_pipeline_model(segmenter) -> None:
@@ -493,7 +475,7 @@ def _check_pipeline_model(segmenter) -> None:
 
 def _pipeline(
     segmenter, model_source: object, scene: SceneInput, output: Path, optical: Path | None, settings: _Settings,
-    generation: _Generation, models: dict, probabilities: bool, quicklook: object,
+    generation: products.Generation, models: dict, probabilities: bool, quicklook: object,
 ) -> list[Path]:
     extra = [Path(path) for path in (quicklook, optical) if path is not None]
     check_output_paths(scene.local_files, [output, *extra])
@@ -513,22 +495,22 @@ def _pipeline(
         return {"classes": logits, "optical": generated}
 
     fingerprints = weights_fingerprints(segmentation=segmenter, generator=generator)
-    provenance = _provenance("pipeline", _options(settings, None, probabilities=probabilities, **generation.identity(),
+    provenance = products.provenance("pipeline", _options(settings, None, probabilities=probabilities, **generation.identity(),
                                                    seed=generation.seed),
                              fingerprints, scene, segmenter, model_source, generation)
-    outputs = {"classes": _segmentation_output(output, segmenter.num_classes, probabilities, quicklook, provenance)}
+    outputs = {"classes": products.segmentation_output(output, segmenter.num_classes, probabilities, quicklook, provenance)}
     if optical is not None:
-        outputs["optical"] = _optical_output(optical, generation.as_float, None, provenance, generation.generator, modality)
+        outputs["optical"] = products.optical_output(optical, generation.as_float, None, provenance, generation.generator, modality)
     run_scene(
         scene, outputs, predict, fill=TERRAMIND_MODALITIES[modality].mean, seed=generation.seed,
         run={"command": "pipeline", **_model_identity(model_source), **generation.identity(), "modality": modality,
              "weights": fingerprints},
         **settings.run_arguments(),
     )
-    generated = _generator_description(generation, modality, settings.tile)
-    classes = _segmentation_description(segmenter, model_source, settings.tile, B.S1GRD_BANDS, False, generated)
+    generated = products.generator_description(generation, modality, settings.tile)
+    classes = products.segmentation_description(segmenter, model_source, settings.tile, B.S1GRD_BANDS, False, generated)
     described = {name: (spec, scene, classes if name == "classes" else generated) for name, spec in outputs.items()}
-    return _written(settings, described, provenance)
+    return products.written(settings.stac, described, provenance)
 
 
 def _segmentation_model(model: object, base_checkpoint: object, device: object, dtype: str | None):
@@ -549,7 +531,7 @@ def _segmentation_model(model: object, base_checkpoint: object, device: object, 
     return loaded.eval(), device
 
 
-def _generator(generation: _Generation, modality: str, device: torch.device, models: dict):
+def _generator(generation: products.Generation, modality: str, device: torch.device, models: dict):
     """TerraMind for ``modality`` -> S2L2A, built once per modality in a run."""
     from ..models import build_terramind_generator
 
@@ -561,154 +543,12 @@ def _generator(generation: _Generation, modality: str, device: torch.device, mod
     return models[modality]
 
 
-def _segmentation_output(
-    path: Path, num_classes: int, probabilities: bool, quicklook: object, provenance: Provenance
-) -> OutputSpec:
-    binary = num_classes == 1
-    if probabilities:
-        def encode(logits: np.ndarray, valid: np.ndarray) -> np.ndarray:
-            tensor = torch.from_numpy(logits)
-            values = (torch.sigmoid(tensor) if binary else torch.softmax(tensor, dim=0)).numpy()
-            values[:, ~valid] = np.nan
-            return values
-
-        if quicklook is not None:
-            raise InvalidSceneError("`quicklook` shows a class map: leave out `probabilities=True`, or `quicklook`")
-        names = ["probability"] if binary else _class_names(num_classes)
-        return OutputSpec(
-            path, num_classes, "float32", float("nan"), encode, names, tags={**provenance.tags(), "UNITS": "probability"},
-            units="probability", resampling="average",
-        )
-    if num_classes > CLASS_NODATA:
-        raise InvalidSceneError(f"the model has {num_classes} classes; a uint8 class map holds 255: pass `probabilities=True`")
-
-    def classes(logits: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        values = (logits[0] > 0) if binary else logits.argmax(axis=0)
-        values = values.astype(np.uint8)[None]
-        values[:, ~valid] = CLASS_NODATA
-        return values
-
-    return OutputSpec(
-        path, 1, "uint8", CLASS_NODATA, classes, ["class"], tags={**provenance.tags(), "UNITS": "class index"},
-        band_tags=[{"classes": ",".join(_class_names(max(num_classes, 2)))}],
-        colormap={value: (*class_colour(value), 255) for value in range(CLASS_NODATA)} | {CLASS_NODATA: (0, 0, 0, 0)},
-        resampling="mode", quicklook=None if quicklook is None else Quicklook(Path(quicklook)),
-    )
-
-
-def _class_names(num_classes: int) -> list[str]:
-    return [f"class_{index}" for index in range(num_classes)]
-
-
-def _optical_output(
-    path: Path, as_float: bool, quicklook: Path | None, provenance: Provenance, generator: str, modality: str
-) -> OutputSpec:
-    dtype, nodata = ("float32", float("nan")) if as_float else ("uint16", UINT16_NODATA)
-
-    def encode(optical: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        values = optical if as_float else np.rint(np.clip(optical, 0, B.REFLECTANCE_MAX))
-        values = values.astype(dtype)
-        values[:, ~valid] = nodata
-        return values
-
-    return OutputSpec(
-        path, len(B.S2L2A_BANDS), dtype, nodata, encode,
-        descriptions=[band for band, _ in B.S2L2A_BANDS],
-        tags={**provenance.tags(), "SOURCE": f"TerraMind 1.0 {generator.capitalize()} {modality} -> S2L2A", "UNITS": "reflectance x 10000"},
-        band_tags=[{"name": name, "common_name": B.S2L2A_COMMON_NAMES[name]} for name in B.S2L2A_NAMES],
-        scale=1 / B.REFLECTANCE_MAX, offset=0.0, units="reflectance", resampling="average",
-        quicklook=None if quicklook is None else Quicklook(quicklook, B.RGB_BANDS),
-    )
-
-
-def _options(settings: _Settings, options: SourceOptions | None, **given: object) -> dict:
-    """The options a run was given, as JSON values (paths and dates as text)."""
-    record = {**settings.record(), **(options.record() if options is not None else {}), **given}
-    return json.loads(json.dumps(record, default=str))
-
-
-def _provenance(
-    command: str, options: Mapping, fingerprints: Mapping[str, str], scene: SceneInput, segmenter, model_source: object,
-    generation: _Generation | None = None,
-) -> Provenance:
-    """What the outputs' tags and STAC items say made them: the models, the options and the input's bands."""
-    models = []
-    if "segmentation" in fingerprints:
-        models.append(ModelUse("segmentation", segmenter.base_model.name, fingerprints["segmentation"], _model_href(model_source)))
-    if "generator" in fingerprints and generation is not None:
-        name = terramind_model(generation.generator)
-        checkpoint = find_checkpoint(KNOWN_MODELS[name], generation.checkpoint_path)
-        models.append(ModelUse("generator", name, fingerprints["generator"], str(checkpoint.path.resolve())))
-    seeded = {"seed": generation.seed, "timesteps": generation.timesteps} if generation is not None else {}
-    return Provenance(command, dict(options), models, seeded, scene.describe())
-
-
-def _model_href(model_source: object) -> str:
-    if isinstance(model_source, torch.nn.Module):
-        return f"<{type(model_source).__name__} object>"
-    return str(Path(os.fspath(model_source)).resolve())
-
-
 def _model_identity(model_source: object) -> dict:
     if isinstance(model_source, torch.nn.Module):
-        return {"model": _model_href(model_source)}
+        return {"model": products.model_href(model_source)}
     path = Path(os.fspath(model_source))
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     return {"model": str(path.resolve()), "model_files": [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
-
-
-def _segmentation_description(
-    segmenter, model_source: object, tile: int, input_bands: tuple[str, ...], standardize: bool,
-    generator: ModelDescription | None = None,
-) -> ModelDescription:
-    recipe = segmenter.build_recipe.arguments if segmenter.build_recipe is not None else {}
-    mean, std = segmenter.input_statistics
-    architecture = f"{segmenter.base_model.name} ViT encoder + {recipe.get('decoder', 'UperNetDecoder')} (TerraTorch)"
-    href = _model_href(model_source)
-    name = Path(href).name if not isinstance(model_source, torch.nn.Module) else type(model_source).__name__
-    if generator is not None:
-        architecture = f"{generator.architecture}, then {architecture} on {', '.join(segmenter.input_bands)}"
-        name = f"{generator.name} + {name}"
-    return ModelDescription(
-        name=name, architecture=architecture, task="semantic-segmentation", input_bands=input_bands, tile=tile,
-        input_description=generator.input_description if generator is not None else (
-            ("dB" if segmenter.input_modality in SAR_MODALITIES else "reflectance x 10000")
-            + (f", standardised with {segmenter.base_model.name}'s pretraining mean and std" if standardize
-               else ", standardised by the caller")
-        ),
-        output_bands=["class"], href=href,
-        artifact_type="lightning.ckpt" if Path(href).is_file() else "axs_lib.save_pretrained",
-        input_mean=mean if standardize else (), input_std=std if standardize else (),
-        classes=_class_names(max(segmenter.num_classes, 2)),
-    )
-
-
-def _generator_description(generation: _Generation, modality: str, tile: int) -> ModelDescription:
-    name = terramind_model(generation.generator)
-    product = "Sentinel-1 RTC" if modality == "S1RTC" else "Sentinel-1 GRD"
-    return ModelDescription(
-        name=name,
-        architecture=f"TerraMind 1.0 {generation.generator} any-to-any generation, {modality} -> S2L2A "
-                     f"({generation.timesteps} diffusion steps)",
-        task="generative", input_bands=B.S1GRD_BANDS, tile=tile,
-        input_description=f"{product} backscatter in dB, standardised inside the model with TerraMind's "
-                          f"{modality} pretraining statistics",
-        output_bands=B.S2L2A_NAMES, href=f"https://huggingface.co/{KNOWN_MODELS[name].repo_id}",
-        artifact_type="torch.save",
-    )
-
-
-def _written(settings: _Settings, outputs: Mapping, provenance: Provenance) -> list[Path]:
-    """The files a task wrote: each output, its quick-look, and with ``stac`` its STAC item (written by rank 0).
-    ``outputs`` maps names to ``(spec, scene, model description)``."""
-    written = []
-    for spec, scene, description in outputs.values():
-        written += [spec.path] + ([spec.quicklook.path] if spec.quicklook is not None else [])
-        if settings.stac:
-            if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
-                write_stac_item(spec, scene, description, provenance)
-            written.append(spec.path.with_suffix(".json"))
-    return written
 
 
 def check_device(name: object) -> torch.device:

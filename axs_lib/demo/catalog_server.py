@@ -1,8 +1,9 @@
-"""A local HTTP server (127.0.0.1 only) that serves a folder the way object stores serve COGs: byte ranges
-(``Range: bytes=a-b`` answered ``206`` with ``Content-Range``), ``Content-Length`` on every answer, and a small
-STAC API (landing page and ``/search``, GET and POST) over the items in ``<folder>/api-items.json``.
+"""A local HTTP server (127.0.0.1 only) that serves a folder the way object stores serve COGs, for the demo and
+the tests: byte ranges (``Range: bytes=a-b`` answered ``206`` with ``Content-Range``), ``Content-Length`` on every
+answer, and a small STAC API (landing page and ``/search``, GET and POST) over the items in
+``<folder>/api-items.json``.
 
-Every request is logged (path, range, bytes sent), so tests can tell what was fetched and what was not.
+Every request is logged (path, range, bytes sent), so a caller can tell what was fetched and what was not.
 """
 
 from __future__ import annotations
