@@ -171,8 +171,43 @@ def test_the_scene_command_segments_a_time_stack_with_its_dates_and_the_scene_ce
                       "--tile", "112", "--overlap", "16", "--quiet"])
     assert generated == 2 and capsys.readouterr().err.strip() == (
         "error: the segmentation model takes time stacks of 2 dates; the pipeline generates one date: segment a "
-        "stack of scenes with segment --dates, or use a single-date model")
+        "stack of scenes (items, or a stacked GeoTIFF with --dates), or use a single-date model")
     assert not (tmp_path / "generated.tif").exists()
+
+
+def test_a_time_stack_of_items_gives_the_stacked_geotiff_result_with_the_items_dates(weights, tmp_path, capsys):
+    from axs_lib.demo.stac_items import publish_scene
+
+    name = "Prithvi-EO-2.0-300M-TL"
+    arguments = {**model_args(name), "backbone_num_frames": 2, "necks": [
+        {"name": "SelectIndices", "indices": [0, 1, 2, 3]}, {"name": "ReshapeTokensToImage", "effective_time_dim": 2},
+        {"name": "LearnedInterpolateToPyramidal"}]}
+    model = build_from_recipe("EncoderDecoderFactory", arguments, pretrained=True, checkpoint_path=None,
+                              device=torch.device("cpu"), dtype=None)
+    folder = model.save_pretrained(tmp_path / "tl-model")
+    dates = ("2021-09-10", "2021-04-10")  # the collection lists the later date first
+    features, layers = [], []
+    for index, day in enumerate(dates):
+        scene = write_synthetic_scene(tmp_path / f"scene{index}", size=84, seed=index)
+        item = json.loads(publish_scene(scene, tmp_path / f"catalog{index}").sentinel2.read_text())
+        item["id"], item["properties"]["datetime"] = f"date{index}", f"{day}T10:00:00Z"
+        item["links"] = [{"rel": "self", "href": str(tmp_path / f"catalog{index}" / "sentinel2_l2a.json")}]
+        features.append(item)
+        with rasterio.open(scene.hls) as source:
+            layers.append(source.read().astype("float32"))
+            profile = {**source.profile, "count": 12, "dtype": "float32"}
+    collection = tmp_path / "stack.json"
+    collection.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    stack = tmp_path / "stack.tif"  # by date: April's six bands, then September's
+    with rasterio.open(stack, "w", **profile) as out:
+        out.write(np.concatenate([layers[1], layers[0]]))
+    window = ["--model", str(folder), "--tile", str(tile(name)), "--overlap", "14", "--probabilities", "--quiet"]
+
+    assert main(["segment", str(collection), str(tmp_path / "items.tif"), *window]) == 0, capsys.readouterr().err
+    assert main(["segment", str(stack), str(tmp_path / "file.tif"), *window, "--dates", *sorted(dates)]) == 0
+    with rasterio.open(tmp_path / "items.tif") as one, rasterio.open(tmp_path / "file.tif") as other:
+        np.testing.assert_array_equal(one.read(), other.read())
+        assert json.loads(one.tags()["AXS_INPUT_ITEMS"])[0]["id"] == "date1"
 
 
 def terramind_model_args(size: str, modality: str) -> dict:

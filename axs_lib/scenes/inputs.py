@@ -247,7 +247,7 @@ class SceneInput:
 
     def centre_lat_lon(self) -> tuple[float, float]:
         """Latitude and longitude (WGS84 degrees) of the scene's centre."""
-        x, y = self.grid.transform * (self.width / 2, self.height / 2)
+        x, y = self.grid.transform @ (self.width / 2, self.height / 2)
         (lon,), (lat,) = transform_coordinates(self.grid.crs, "EPSG:4326", [x], [y])
         return lat, lon
 

@@ -469,7 +469,7 @@ def _check_pipeline_model(segmenter) -> None:
     if segmenter.num_frames > 1:
         raise InvalidSceneError(
             f"the segmentation model takes time stacks of {segmenter.num_frames} dates; the pipeline generates one "
-            "date: segment a stack of scenes with segment_scene, or use a single-date model"
+            "date: segment a stack of scenes (items, or a stacked GeoTIFF with `dates`), or use a single-date model"
         )
 
 
