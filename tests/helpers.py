@@ -52,12 +52,29 @@ def fit_two_steps(task, samples: list[dict]) -> None:
     trainer.fit(task, train_dataloaders=torch.utils.data.DataLoader(samples, batch_size=2))
 
 
+def process_environment(**changes: str | None) -> dict[str, str]:
+    """This process's environment for a fresh process, changed by ``changes`` (``None`` removes a variable), with
+    the package under test first on ``PYTHONPATH``: the new process imports this copy of ``axs_lib``, whatever
+    its working folder and whatever else is installed."""
+    import axs_lib
+
+    environment = dict(os.environ)
+    package_root = str(Path(axs_lib.__file__).resolve().parents[1])
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    for name, value in changes.items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    return environment
+
+
 def run_benchmark(script: str, *arguments: str) -> subprocess.CompletedProcess:
     """Run ``benchmarks/<script>`` in a fresh process, offline; fail with its output's tail if it fails."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / script
     completed = subprocess.run(
         [sys.executable, str(path), *arguments],
-        env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=600,
+        env=process_environment(HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=600,
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return completed

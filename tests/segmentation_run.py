@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import yaml
+from helpers import process_environment
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_CONFIG = REPO / "configs" / "prithvi_600_lora_segmentation.yaml"
@@ -66,8 +66,7 @@ def prepare(root: Path) -> Path:
 
 def run_cli(arguments: list[str], cwd: Path, weights: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """``python -m axs_lib.cli.terratorch <arguments>`` in a fresh process that finds ``weights``, offline."""
-    env = {**os.environ, "AXS_WEIGHTS_DIR": str(weights), "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cwd / "hf-cache")}
-    env.pop("PYTHONPATH", None)
+    env = process_environment(AXS_WEIGHTS_DIR=str(weights), HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(cwd / "hf-cache"))
     return subprocess.run(
         [sys.executable, "-m", "axs_lib.cli.terratorch", *arguments], cwd=cwd, env=env, capture_output=True, text=True,
         timeout=timeout,

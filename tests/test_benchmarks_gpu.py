@@ -7,12 +7,12 @@ exercised in the ``flops`` part only, where it costs least.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import process_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ def run_part(part: str, tmp_path: Path, *options: str) -> dict:
     results = tmp_path / f"{part}.json"
     command = [sys.executable, "benchmarks/gpu.py", "--part", part, "--device", "cpu", "--tiny", "--iters", "1"]
     run = subprocess.run(
-        [*command, *options, "--json", str(results)], cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [*command, *options, "--json", str(results)], cwd=REPO_ROOT, env=process_environment(HF_HUB_OFFLINE="1"),
         capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stderr[-4000:]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from axs_lib.cli import demo
 from axs_lib.demo.synthetic_scene import CLASS_NAMES, write_synthetic_scene
 from axs_lib.errors import DemoStepError
 from axs_lib.scenes import bands as B
+from helpers import process_environment
 
 
 def grid(path: Path) -> tuple:
@@ -42,7 +42,7 @@ def test_the_demo_runs_every_command_from_a_fresh_process_and_says_the_weights_a
     folder = tmp_path / "demo"
     result = subprocess.run(
         [sys.executable, "-m", "axs_lib.cli.scenes", "demo", "--folder", str(folder)],
-        env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=900,
+        env=process_environment(HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=900,
     )
 
     assert result.returncode == 0, result.stderr[-3000:]

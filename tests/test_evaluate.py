@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, spectral_angl
 from axs_lib.cli.scenes import main
 from axs_lib.scenes.evaluation import evaluate_scene
 from axs_lib.scenes.metrics import SSIM_HALO
+from helpers import process_environment
 
 SIZE, TILE = 256, 64
 UTM33, UTM32 = "EPSG:32633", "EPSG:32632"
@@ -313,7 +313,7 @@ def test_the_command_prints_json_in_a_fresh_process(classes):
     result = subprocess.run(
         [sys.executable, "-m", "axs_lib.cli.scenes", "evaluate", str(classes["prediction"]), str(classes["ignored"]),
          "--ignore-index", str(IGNORED), "--json", "--quiet", "--tile", str(TILE)],
-        env={**os.environ, "LIGHTLY_DID_VERSION_CHECK": "True"}, capture_output=True, text=True, timeout=300,
+        env=process_environment(LIGHTLY_DID_VERSION_CHECK="True"), capture_output=True, text=True, timeout=300,
     )
 
     assert result.returncode == 0, result.stderr[-3000:]

@@ -4,7 +4,6 @@ in a new process, with the same logits; the folder names the base model it was f
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -24,6 +23,7 @@ from axs_lib.models.pretrained import base_fingerprint
 from axs_lib.models.prithvi import build_from_recipe
 from axs_lib.weights.catalog import KNOWN_MODELS
 from test_pretrained import LOAD_IN_FRESH_PROCESS, load_in_fresh_process
+from helpers import process_environment
 
 FAMILY_MEMBERS = ["Prithvi-EO-1.0-100M", "Prithvi-EO-2.0-300M-TL"]
 """EO 1.0 (flat checkpoint layout, 16-pixel patches) and a TL model (time and location inputs)."""
@@ -118,7 +118,7 @@ def test_the_scene_command_segments_with_a_model_of_another_family_member_and_it
     result = subprocess.run(
         [sys.executable, "-m", "axs_lib.cli.scenes", "segment", str(scene.hls), str(output), "--model", str(folder),
          "--tile", str(tile(name)), "--overlap", "16", "--quiet", "--stac"],
-        env={**os.environ, "AXS_WEIGHTS_DIR": str(weights), "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
+        env=process_environment(AXS_WEIGHTS_DIR=str(weights), HF_HUB_OFFLINE="1"), capture_output=True, text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -133,7 +133,7 @@ def test_the_scene_command_segments_with_a_model_of_another_family_member_and_it
 def run_segment(*arguments: str, weights) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "axs_lib.cli.scenes", "segment", *arguments, "--quiet"],
-        env={**os.environ, "AXS_WEIGHTS_DIR": str(weights), "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
+        env=process_environment(AXS_WEIGHTS_DIR=str(weights), HF_HUB_OFFLINE="1"), capture_output=True, text=True,
         timeout=600,
     )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 import axs_lib
 from axs_lib.models import KNOWN_MODELS, WrongModuleImportError
 from axs_lib.weights.catalog import PRITHVI_MODELS, TERRAMIND_MODALITIES, TERRAMIND_MODELS, Family
+from helpers import process_environment
 
 
 def test_factories_imported_from_the_top_package_point_to_axs_lib_models():
@@ -87,7 +87,7 @@ with open(sys.argv[1], "w") as report:
 
 
 def test_importing_the_library_prints_nothing_and_attempts_no_network_connection(tmp_path):
-    environment = {key: value for key, value in os.environ.items() if key not in ("LIGHTLY_DID_VERSION_CHECK", "HF_HUB_OFFLINE")}
+    environment = process_environment(LIGHTLY_DID_VERSION_CHECK=None, HF_HUB_OFFLINE=None)
     attempts = tmp_path / "attempts.json"
     result = subprocess.run([sys.executable, "-c", NETWORK_PROBE, str(attempts)], cwd=tmp_path, env=environment,
                             capture_output=True, text=True, timeout=300)
@@ -121,3 +121,16 @@ def test_the_model_modules_import_each_other_at_their_top_never_inside_a_functio
         if isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith("axs_lib"))
     ]
     assert inside_functions == []
+
+
+def test_processes_the_tests_start_import_the_package_under_test(tmp_path, monkeypatch):
+    decoy = tmp_path / "elsewhere" / "axs_lib"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("")  # another copy, first on the path the tests were started with
+    monkeypatch.setenv("PYTHONPATH", str(decoy.parent))
+
+    result = subprocess.run([sys.executable, "-c", "import axs_lib; print(axs_lib.__file__)"], cwd=tmp_path,
+                            env=process_environment(), capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()) == Path(axs_lib.__file__).resolve()

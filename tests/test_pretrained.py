@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import runpy
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from axs_lib.models import (
 )
 from axs_lib.models.pretrained import MODEL_TYPE, base_fingerprint
 from axs_lib.weights.catalog import PRITHVI_600M, TERRAMIND_LARGE
-from helpers import eval_modules_in_training_forwards, fit_two_steps
+from helpers import eval_modules_in_training_forwards, fit_two_steps, process_environment
 from axs_lib.demo.tiny_weights import write_tiny_weights, prithvi_state_dict
 
 TILE = 28
@@ -94,8 +93,7 @@ def load_in_fresh_process(
 ) -> dict:
     """Load ``folder`` as a user would in a new Python process, by this library and by transformers' AutoModel."""
     torch.save(images, tmp_path / "images.pt")
-    env = {key: value for key, value in os.environ.items() if key != "AXS_WEIGHTS_DIR"}
-    env["HF_MODULES_CACHE"] = str(tmp_path / "hf-modules")  # where transformers copies a folder's remote code
+    env = process_environment(AXS_WEIGHTS_DIR=None, HF_MODULES_CACHE=str(tmp_path / "hf-modules"))  # where transformers copies a folder's remote code
     if weights is not None:
         env["AXS_WEIGHTS_DIR"] = str(weights)
     result = subprocess.run(

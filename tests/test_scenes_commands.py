@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from PIL import Image
 
 from axs_lib.cli.scenes import main
 from test_scenes import CRS_UTM33, NODATA, TRANSFORM, read, read_only_mount, write_raster
+from helpers import process_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 HEIGHT, WIDTH = 100, 130
@@ -160,8 +160,7 @@ def test_bad_input_is_one_line_exit_code_2_and_nothing_written(
 
 
 def test_segment_runs_as_a_command_from_another_folder(scenes, segmentation_folder, work):
-    env = {**os.environ, "LIGHTLY_DID_VERSION_CHECK": "True", "HF_HUB_OFFLINE": "1"}
-    env.pop("AXS_WEIGHTS_DIR", None)
+    env = process_environment(LIGHTLY_DID_VERSION_CHECK="True", HF_HUB_OFFLINE="1", AXS_WEIGHTS_DIR=None)
     result = subprocess.run(
         [sys.executable, "-m", "axs_lib.cli.scenes", "segment", str(scenes["optical"]), "classes.tif",
          "--model", str(segmentation_folder), "--tile", "56", "--overlap", "8", "--quiet"],

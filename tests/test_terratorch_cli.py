@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import yaml
 from axs_lib.models import PrithviSegmentation
 from segmentation_run import SHIPPED_CONFIG, TILE, prepare, run_cli
 from test_pretrained import load_in_fresh_process
+from helpers import process_environment
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_predict_from_the_checkpoint_with_the_console_script(trained_run, tiny_w
     script = Path(sys.executable).with_name("axs-terratorch")
     assert script.is_file(), "pip install -e . installs the axs-terratorch console script"
     out = root / "predictions"
-    env = {**os.environ, "AXS_WEIGHTS_DIR": str(tiny_weights), "HF_HUB_OFFLINE": "1"}
+    env = process_environment(AXS_WEIGHTS_DIR=str(tiny_weights), HF_HUB_OFFLINE="1")
     result = subprocess.run(
         [str(script), "predict", "--config", str(config), "--ckpt_path", str(checkpoint), "--predict_output_dir", str(out)],
         cwd=root, env=env, capture_output=True, text=True, timeout=600,

@@ -24,7 +24,7 @@ from axs_lib.errors import (
 from axs_lib.models import KNOWN_MODELS, build_prithvi_600_backbone, convert_to_safetensors, find_all, find_checkpoint
 from axs_lib.weights.catalog import CONVERTED_FILENAME, PRITHVI_600M
 from axs_lib.weights.reading import read_state_dict
-from helpers import checkpoint
+from helpers import checkpoint, process_environment
 
 SPEC = KNOWN_MODELS[PRITHVI_600M]
 
@@ -105,7 +105,7 @@ def test_an_axs_weights_dir_that_does_not_exist_is_an_error_not_a_fallback(tiny_
 
 
 def test_axs_register_models_says_so_in_one_line_and_exits_2(tmp_path):
-    env = dict(os.environ, AXS_WEIGHTS_DIR=str(tmp_path / "no-such-folder"), HF_HUB_OFFLINE="1")
+    env = process_environment(AXS_WEIGHTS_DIR=str(tmp_path / "no-such-folder"), HF_HUB_OFFLINE="1")
     completed = subprocess.run(
         [sys.executable, "-m", "axs_lib.cli.register_models"], env=env, capture_output=True, text=True, timeout=600
     )

@@ -197,7 +197,9 @@ class SceneInput:
         Bands are read by name when the file's band descriptions name every one of ``band_names``: as model
         band names (``NIR_NARROW``), Sentinel-2 or HLS S30 band ids (``B8A``) or STAC common names
         (``nir08``); so a 12-band Sentinel-2 file gives Prithvi its six bands. Otherwise a file of exactly
-        ``bands`` bands is read in file order. Stored values become model values as ``value x scale + offset``.
+        ``bands`` bands is read in file order, unless its descriptions name other bands (refused: a file
+        described as ``B01`` ... ``B06`` is not Prithvi's six bands). Stored values become model values as
+        ``value x scale + offset``.
         """
         path = Path(path)
         if not path.is_file():
@@ -212,6 +214,13 @@ class SceneInput:
             raise InvalidSceneError(f"{path} has no CRS; georeference it first (e.g. gdal_edit.py -a_srs EPSG:<code>)")
         indexes = _indexes_by_description(descriptions, band_names)
         if indexes is None:
+            named = [text for text in descriptions if text and _names_a_band(text.strip())]
+            if band_names and named:
+                raise InvalidSceneError(
+                    f"{path}'s band descriptions name {', '.join(named)}, but not each of the bands the model takes "
+                    f"({', '.join(_band_ids(band_names))}): give a file with those bands, or remove the descriptions "
+                    "to have its bands read in file order"
+                )
             if count != bands:
                 wanted = f" ({', '.join(_band_ids(band_names))})" if band_names else ""
                 raise InvalidSceneError(
@@ -454,6 +463,10 @@ def _describes(description: str, band: str) -> bool:
     if description.lower() == identity.common_name and identity.unique_common_name:
         return True
     return description in identity.names or description.upper() in identity.names
+
+
+def _names_a_band(description: str) -> bool:
+    return any(_describes(description, band) for band in conventions.BAND_IDENTIFIERS)
 
 
 def _band_ids(band_names: Sequence[str]) -> list[str]:
