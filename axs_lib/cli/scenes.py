@@ -260,8 +260,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.set_defaults(command=evaluate)
 
-    sub = commands.add_parser("demo", help="every command on a synthetic scene with tiny random-weight models", description=demo.run.__doc__)
+    sub = commands.add_parser("demo", help="a model's life on a synthetic scene served as STAC items: fine-tune, save, segment, score, one page", description=demo.run.__doc__)
     sub.add_argument("--folder", type=Path, help="where to write the scene, models and outputs (default: a new temporary folder)")
+    sub.add_argument("--train-seconds", type=float, default=demo.TRAIN_SECONDS, help=f"how long to fine-tune (default {demo.TRAIN_SECONDS:g})")
     sub.set_defaults(command=partial(demo.run, run_command=main))
     return parser
 
