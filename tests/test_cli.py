@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(args: list[str], env_overrides: dict[str, str], *, project_weights: Path) -> subprocess.CompletedProcess:
     """Run a CLI with the project's own ``weights/hf`` replaced by ``project_weights``."""
-    env = process_environment(AXS_WEIGHTS_DIR=None, HF_HUB_OFFLINE="1", **env_overrides)
+    env = process_environment(**{"AXS_WEIGHTS_DIR": None, "HF_HUB_OFFLINE": "1", **env_overrides})
     launcher = (
         "import runpy, sys; import axs_lib.weights.discovery as d; "
         f"d.PROJECT_WEIGHTS_DIR = __import__('pathlib').Path({str(project_weights)!r}); "

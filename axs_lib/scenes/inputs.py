@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ RASTER_DRIVER = "GTiff"
 GDAL_CACHE_MB = 64
 """GDAL's block cache, bounded: by default it may grow to 5 % of RAM as windows are read and written."""
 VSI_CACHE_BYTES = 64 * 2**20
+BLOCK_CACHE_BYTES = 256 * 2**20
+"""Decoded blocks a scene reader keeps, at most (see ``_BlockReader``)."""
 LINEAR_FLOOR = 1e-6
 """Linear power below this is taken as this before dB (10 log10 of it is -60 dB)."""
 
@@ -214,17 +217,17 @@ class SceneInput:
             raise InvalidSceneError(f"{path} has no CRS; georeference it first (e.g. gdal_edit.py -a_srs EPSG:<code>)")
         indexes = _indexes_by_description(descriptions, band_names)
         if indexes is None:
+            if count != bands:
+                wanted = f" ({', '.join(_band_ids(band_names))})" if band_names else ""
+                raise InvalidSceneError(
+                    f"{path} has {count} band(s); expected {bands}{wanted}, or band descriptions that name them"
+                )
             named = [text for text in descriptions if text and _names_a_band(text.strip())]
             if band_names and named:
                 raise InvalidSceneError(
                     f"{path}'s band descriptions name {', '.join(named)}, but not each of the bands the model takes "
                     f"({', '.join(_band_ids(band_names))}): give a file with those bands, or remove the descriptions "
                     "to have its bands read in file order"
-                )
-            if count != bands:
-                wanted = f" ({', '.join(_band_ids(band_names))})" if band_names else ""
-                raise InvalidSceneError(
-                    f"{path} has {count} band(s); expected {bands}{wanted}, or band descriptions that name them"
                 )
             indexes = tuple(range(1, count + 1))
         names = tuple(band_names) if len(band_names) == len(indexes) else tuple(f"band_{i}" for i in indexes)
@@ -349,8 +352,9 @@ class SceneReader:
             source = open_raster(location)
             self._opened.append(source)
             grid = self.scene.grid
-            if _aligned(source, grid):
-                self._datasets[key] = source
+            offset = _pixel_offset(source, grid)
+            if offset is not None:
+                self._datasets[key] = _BlockReader(source, *offset)
             elif source.crs is None and source.gcps[0]:
                 self._datasets[key] = _GeocodedByGcps(source, grid, Resampling[resampling])
             else:
@@ -361,6 +365,64 @@ class SceneReader:
                 self._opened.append(vrt)
                 self._datasets[key] = vrt
         return self._datasets[key]
+
+
+class _BlockReader:
+    """Reads of a file whose pixels are the scene's (same CRS and pixel size, a whole-pixel offset), put together
+    from whole blocks of the file, each read once while it is among the most recently used
+    (:data:`BLOCK_CACHE_BYTES` per reader): GDAL fetches a remote COG's tiles again for every read that does not
+    line up with them. Pixels outside the file are NaN and masked."""
+
+    def __init__(self, source, row_offset: int, col_offset: int):
+        self.source, self.row_offset, self.col_offset = source, row_offset, col_offset
+        self.block_height, self.block_width = source.block_shapes[0]
+        self._blocks: OrderedDict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._bytes = 0
+
+    def read(self, indexes: Sequence[int] | int, window: RasterWindow, out_dtype: str = "float64") -> np.ndarray:
+        """As rasterio's ``read``: ``[bands, h, w]`` for a sequence of band indexes, ``[h, w]`` for one index."""
+        if isinstance(indexes, int):
+            return self._assemble(indexes, window)[0].astype(out_dtype, copy=False)
+        return np.stack([self._assemble(index, window)[0] for index in indexes]).astype(out_dtype, copy=False)
+
+    def read_masks(self, indexes: Sequence[int], window: RasterWindow) -> np.ndarray:
+        return np.stack([self._assemble(index, window)[1] for index in indexes])
+
+    def _assemble(self, index: int, window: RasterWindow) -> tuple[np.ndarray, np.ndarray]:
+        height, width = int(window.height), int(window.width)
+        top, left = int(window.row_off) + self.row_offset, int(window.col_off) + self.col_offset
+        values = np.full((height, width), np.nan)
+        masks = np.zeros((height, width), dtype=np.uint8)
+        rows = range(max(top, 0) // self.block_height, (min(top + height, self.source.height) - 1) // self.block_height + 1)
+        cols = range(max(left, 0) // self.block_width, (min(left + width, self.source.width) - 1) // self.block_width + 1)
+        for block_row in rows:
+            for block_col in cols:
+                block, mask = self._block(index, block_row, block_col)
+                block_top, block_left = block_row * self.block_height, block_col * self.block_width
+                row_start, row_stop = max(top, block_top), min(top + height, block_top + block.shape[0])
+                col_start, col_stop = max(left, block_left), min(left + width, block_left + block.shape[1])
+                if row_start >= row_stop or col_start >= col_stop:
+                    continue
+                target = (slice(row_start - top, row_stop - top), slice(col_start - left, col_stop - left))
+                source = (slice(row_start - block_top, row_stop - block_top), slice(col_start - block_left, col_stop - block_left))
+                values[target], masks[target] = block[source], mask[source]
+        return values, masks
+
+    def _block(self, index: int, block_row: int, block_col: int) -> tuple[np.ndarray, np.ndarray]:
+        key = (index, block_row, block_col)
+        if key in self._blocks:
+            self._blocks.move_to_end(key)
+            return self._blocks[key]
+        top, left = block_row * self.block_height, block_col * self.block_width
+        window = RasterWindow(left, top, min(self.block_width, self.source.width - left),
+                              min(self.block_height, self.source.height - top))
+        entry = (self.source.read(index, window=window), self.source.read_masks(index, window=window))
+        self._blocks[key] = entry
+        self._bytes += entry[0].nbytes + entry[1].nbytes
+        while self._bytes > BLOCK_CACHE_BYTES and len(self._blocks) > 1:
+            _, (old, old_mask) = self._blocks.popitem(last=False)
+            self._bytes -= old.nbytes + old_mask.nbytes
+        return entry
 
 
 class _GeocodedByGcps:
@@ -424,10 +486,18 @@ def _http_advice(message: str) -> str:
     return message
 
 
-def _aligned(source, grid: Grid) -> bool:
-    return source.crs is not None and not source.gcps[0] and Grid(
-        source.crs, source.transform, source.width, source.height
-    ).same_as(grid)
+def _pixel_offset(source, grid: Grid) -> tuple[int, int] | None:
+    """``(rows, columns)`` from the scene's pixels to the file's when the file has the scene's CRS and pixel size on
+    a whole-pixel offset (no resampling needed); else ``None``."""
+    if source.crs is None or source.crs != grid.crs:
+        return None
+    file, scene = source.transform, grid.transform
+    if not (math.isclose(file.a, scene.a) and math.isclose(file.e, scene.e) and file.b == scene.b == 0 and file.d == scene.d == 0):
+        return None
+    columns, rows = (scene.c - file.c) / file.a, (scene.f - file.f) / file.e
+    if abs(columns - round(columns)) > 1e-6 or abs(rows - round(rows)) > 1e-6:
+        return None
+    return round(rows), round(columns)
 
 
 def _to_model_units(raw: np.ndarray, band: BandRead) -> np.ndarray:
