@@ -355,6 +355,8 @@ class SceneReader:
             offset = _pixel_offset(source, grid)
             if offset is not None:
                 self._datasets[key] = _BlockReader(source, *offset)
+            elif source.crs is not None and source.crs == grid.crs and _north_up(source.transform):
+                self._datasets[key] = _Resampled(_BlockReader(source, 0, 0), source.transform, grid, Resampling[resampling])
             elif source.crs is None and source.gcps[0]:
                 self._datasets[key] = _GeocodedByGcps(source, grid, Resampling[resampling])
             else:
@@ -423,6 +425,52 @@ class _BlockReader:
             _, (old, old_mask) = self._blocks.popitem(last=False)
             self._bytes -= old.nbytes + old_mask.nbytes
         return entry
+
+
+class _Resampled:
+    """A file in the scene's CRS but on other pixels (20 m bands on a 10 m grid, a shifted area), resampled window
+    by window: the file's pixels under the window (and a margin) come whole-block from a :class:`_BlockReader`,
+    and GDAL's warper resamples them in memory, as a warped VRT would, without fetching any tile twice. Missing
+    pixels are NaN."""
+
+    MARGIN = 2
+
+    def __init__(self, blocks: _BlockReader, transform: Affine, grid: Grid, resampling: Resampling):
+        self.blocks, self.transform, self.grid, self.resampling = blocks, transform, grid, resampling
+
+    def read(self, indexes: Sequence[int] | int, window: RasterWindow, out_dtype: str = "float64") -> np.ndarray:
+        from rasterio.warp import reproject
+        from rasterio.windows import from_bounds
+        from rasterio.windows import transform as window_transform
+
+        single = isinstance(indexes, int)
+        bands = [indexes] if single else list(indexes)
+        target = window_transform(window, self.grid.transform)
+        height, width = int(window.height), int(window.width)
+        west, north = target.c, target.f
+        east, south = west + width * target.a, north + height * target.e
+        area = from_bounds(west, south, east, north, self.transform)
+        top, left = math.floor(area.row_off) - self.MARGIN, math.floor(area.col_off) - self.MARGIN
+        bottom = math.ceil(area.row_off + area.height) + self.MARGIN
+        right = math.ceil(area.col_off + area.width) + self.MARGIN
+        source_window = RasterWindow(left, top, right - left, bottom - top)
+        stored = self.blocks.read(bands, source_window)
+        stored[self.blocks.read_masks(bands, source_window) == 0] = np.nan
+        out = np.full((len(bands), height, width), np.nan)
+        reproject(
+            stored, out, src_transform=window_transform(source_window, self.transform), src_crs=self.grid.crs,
+            dst_transform=target, dst_crs=self.grid.crs, resampling=self.resampling, src_nodata=np.nan,
+            dst_nodata=np.nan,
+        )
+        return (out[0] if single else out).astype(out_dtype, copy=False)
+
+    def read_masks(self, indexes: Sequence[int], window: RasterWindow) -> np.ndarray:
+        """All valid: what is missing is NaN in :meth:`read`."""
+        return np.full((len(indexes), int(window.height), int(window.width)), 255, dtype=np.uint8)
+
+
+def _north_up(transform: Affine) -> bool:
+    return transform.b == 0 and transform.d == 0 and transform.a > 0 and transform.e < 0
 
 
 class _GeocodedByGcps:
