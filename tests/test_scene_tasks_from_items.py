@@ -171,3 +171,27 @@ def test_evaluate_takes_an_item_as_the_reference_in_its_catalogs_units(server, h
         hole = C.HOLE[0].stop - C.HOLE[0].start, C.HOLE[1].stop - C.HOLE[1].start
         assert result["valid_pixels"] == C.HEIGHT * C.WIDTH - hole[0] * hole[1], folder
         assert result["overall"]["mae"] == 0, f"{folder}: the item's reflectance is the prepared file's"
+
+
+def test_an_asset_that_goes_away_mid_run_is_one_line_naming_it_and_the_same_command_continues_when_back(
+    tmp_path, segmentation_folder, capsys
+):
+    values = {band: np.tile(image, (4, 4)) for band, image in C.truth().items()}
+    C.earth_search_sentinel2(tmp_path / "flaky", offset_applied=False, bands=C.PRITHVI_S2_IDS, values=values, scl=False)
+    output = tmp_path / "classes.tif"
+    with CatalogServer(tmp_path) as server:
+        url = item_url(server, "flaky")
+        arguments = ["segment", url, str(output), "--model", str(segmentation_folder), "--batch-size", "4", *WINDOWS]
+        server.faults["/flaky/B11.tif"] = (3, 404)  # the file's header and a first block, then it is gone
+
+        assert main(arguments) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.count("\n") == 0 and f"item S2B_33TUN_20240615_0_L2A asset 'swir16' ({server.url('flaky/B11.tif')})" in error
+        assert "an asset is missing, refused or damaged" in error and "rerun the same command to continue from window" in error
+        saved = len(list((tmp_path / "classes.tif.partial").glob("r*.npy")))
+        assert saved > 0 and not output.exists()
+
+        server.faults.clear()
+        assert main(arguments) == 0, capsys.readouterr().err
+        assert main([*arguments[:2], str(tmp_path / "clean.tif"), *arguments[3:]]) == 0
+    np.testing.assert_array_equal(read(output), read(tmp_path / "clean.tif"))

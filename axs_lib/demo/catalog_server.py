@@ -37,6 +37,8 @@ class CatalogServer:
         self.folder = Path(folder)
         self.requests: list[Request] = []
         self.redirects: dict[str, str] = {}
+        self.faults: dict[str, tuple[int, int]] = {}
+        """Path -> (requests answered normally first, HTTP status of every later answer): a file that goes away."""
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"server_state": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -105,6 +107,12 @@ class _Handler(BaseHTTPRequestHandler):
             state.log(Request(self.command, self.path, None, 302, 0))
             self.end_headers()
             return
+        if path in state.faults:
+            remaining, status = state.faults[path]
+            if remaining <= 0:
+                self._answer(status, b"injected fault")
+                return
+            state.faults[path] = (remaining - 1, status)
         if path.rstrip("/") == "/api":
             self._json(_landing_page(state))
             return

@@ -25,6 +25,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import Resampling
+from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform as transform_coordinates
@@ -325,11 +326,14 @@ class SceneReader:
         values = np.empty((len(self.scene.bands), height, width), dtype=np.float32)
         valid = np.ones((height, width), dtype=bool)
         for (location, resampling), positions in self._groups().items():
-            dataset = self._dataset(location, resampling)
             reads = [self.scene.bands[position] for position in positions]
             indexes = [band.index for band in reads]
-            stored = dataset.read(indexes, window=area, out_dtype="float64")
-            valid &= (dataset.read_masks(indexes, window=area) > 0).all(axis=0)
+            try:
+                dataset = self._dataset(location, resampling)
+                stored = dataset.read(indexes, window=area, out_dtype="float64")
+                valid &= (dataset.read_masks(indexes, window=area) > 0).all(axis=0)
+            except (OSError, CPLE_BaseError, SourceReadError) as error:
+                raise _read_failure(reads[0], error) from None
             for position, band, raw in zip(positions, reads, stored):
                 if band.nodata is not None:
                     valid &= raw != band.nodata
@@ -518,6 +522,16 @@ def open_raster(location: str):
                 "(VRT, zip and other formats are refused, and nothing they name is opened)"
             ) from None
         raise SourceReadError(f"cannot open {shown}: {_http_advice(message)}") from None
+
+
+def _read_failure(band: BandRead, error: BaseException) -> OSError:
+    """A failed read as one line naming the item and asset (or file), without any query string."""
+    shown = without_query(band.location)
+    where = f"item {band.item} asset {band.asset!r} ({shown})" if band.item else shown
+    message = " ".join(redact(str(error.__cause__ or error)).split())
+    if isinstance(error, SourceReadError):
+        return OSError(f"{where}: {message}")
+    return OSError(f"{where}: {_http_advice(message)}")
 
 
 def _http_advice(message: str) -> str:
