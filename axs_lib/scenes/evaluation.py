@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..errors import InvalidSceneError
 from .conventions import BAND_IDENTIFIERS
 from .hrefs import without_query
-from .inputs import BandRead, Grid, SceneInput, gdal_environment, open_raster, read_header
+from .inputs import BandRead, Grid, SceneInput, gdal_environment, read_header
 from .items import item_scene
 from .metrics import SSIM_HALO, ClassMetrics, OpticalMetrics
 from .sources import open_source
@@ -231,17 +231,14 @@ def _prediction(path: Path) -> SceneInput:
     """The prediction: every band in file order, as stored, named by its description."""
     if not path.is_file():
         raise InvalidSceneError(f"raster not found: {path}")
-    with gdal_environment():
-        header = read_header(str(path))
-        with open_raster(str(path)) as raster:
-            descriptions, dtypes = raster.descriptions, raster.dtypes
+    header = read_header(str(path))
     if header.located_by_gcps:
         raise InvalidSceneError(f"{path} has no CRS; georeference it first (e.g. gdal_edit.py -a_srs EPSG:<code>)")
     bands = tuple(
         BandRead(str(path), index, (name or f"band {index}").strip())
-        for index, name in enumerate(descriptions, start=1)
+        for index, name in enumerate(header.descriptions, start=1)
     )
-    return SceneInput(str(path), header.grid, bands, path=path, dtypes=tuple(dtypes))
+    return SceneInput(str(path), header.grid, bands, path=path, dtypes=header.dtypes)
 
 
 def _infer_kind(prediction: SceneInput) -> str:
@@ -256,17 +253,13 @@ def _reference(
     opened = open_source(reference)
     if opened.path is None:
         scene = _reference_item(opened, prediction, chosen, offset)
-        with gdal_environment():
-            grids = [read_header(location).grid for location in {band.location for band in scene.bands}]
+        grids = [read_header(location).grid for location in {band.location for band in scene.bands}]
         return scene, not all(grid.same_as(prediction.grid) for grid in grids)
     path = opened.path
     if not path.is_file():
         raise InvalidSceneError(f"raster not found: {path}")
-    with gdal_environment():
-        header = read_header(str(path))
-        with open_raster(str(path)) as raster:
-            descriptions, count = raster.descriptions, raster.count
-    indexes = _reference_indexes(prediction, descriptions, count, chosen, path)
+    header = read_header(str(path))
+    indexes = _reference_indexes(prediction, header.descriptions, len(header.dtypes), chosen, path)
     if not header.grid.same_as(prediction.grid):
         _check_overlap(header.grid, prediction.grid, path, prediction.name)
         logger.info("reprojecting %s to the grid of %s (%s)", path, prediction.name, resampling)

@@ -686,11 +686,14 @@ def _overlaps(grid: Grid, bounds: tuple[float, float, float, float]) -> bool:
 @dataclass(frozen=True)
 class FileHeader:
     """What a file's header says: its grid (for a raster located only by ground control points, the grid GDAL
-    warps it onto in the GCPs' CRS), its data type, and whether it is located by GCPs."""
+    warps it onto in the GCPs' CRS), its first band's data type, whether it is located by GCPs, and each band's
+    description and data type."""
 
     grid: Grid
     dtype: str
     located_by_gcps: bool
+    descriptions: tuple[str | None, ...] = ()
+    dtypes: tuple[str, ...] = ()
 
 
 def read_header(location: str) -> FileHeader:
@@ -701,11 +704,11 @@ def read_header(location: str) -> FileHeader:
         gcps, gcp_crs = src.gcps
         if src.crs is None and gcps:
             transform, width, height = calculate_default_transform(gcp_crs, gcp_crs, src.width, src.height, gcps=gcps)
-            return FileHeader(Grid(gcp_crs, transform, width, height), src.dtypes[0], True)
+            return FileHeader(Grid(gcp_crs, transform, width, height), src.dtypes[0], True, src.descriptions, src.dtypes)
         if src.crs is None:
             raise InvalidSceneError(
                 f"{without_query(location)} has no CRS and no ground control points: it cannot be placed on a map; "
                 "georeference it first (e.g. gdal_edit.py -a_srs EPSG:<code>)"
             )
-        return FileHeader(Grid(src.crs, src.transform, src.width, src.height), src.dtypes[0], False)
+        return FileHeader(Grid(src.crs, src.transform, src.width, src.height), src.dtypes[0], False, src.descriptions, src.dtypes)
 
