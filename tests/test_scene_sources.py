@@ -279,3 +279,16 @@ def test_a_local_file_of_other_bands_is_refused_naming_the_band_ids_wanted(tmp_p
 
     with pytest.raises(InvalidSceneError, match=r"has 3 band\(s\); expected 6 \(BLUE \(B02\), .*SWIR_2 \(B12\)\)"):
         SceneInput.open(path, 6, PRITHVI)
+
+
+def test_an_item_is_warped_onto_a_grid_in_another_crs(server):
+    scene = scene_of(item_url(server, "es-offset-removed"), PRITHVI, crs="EPSG:32632", resolution=10)
+    values, valid = read_whole(scene)
+
+    assert scene.grid.crs == rasterio.crs.CRS.from_string("EPSG:32632") and scene.grid.resolution == 10
+    expected = np.zeros((scene.height, scene.width), dtype=np.float64)
+    reproject(C.truth()["B04"], expected, src_transform=C.TRANSFORM, src_crs=C.CRS, dst_transform=scene.grid.transform,
+              dst_crs="EPSG:32632", resampling=Resampling.bilinear, src_nodata=0, dst_nodata=0)
+    inside = valid & (expected > 0)
+    assert inside.sum() > 0.5 * C.HEIGHT * C.WIDTH
+    assert np.allclose(values[PRITHVI.index("RED")][inside], expected[inside], atol=1e-3)
