@@ -40,6 +40,7 @@ TILE = 112
 """A multiple of TerraMind's (16) and Prithvi's (14) patch sizes, as the pipeline needs."""
 TIMESTEPS = 6
 TRAIN_SECONDS = 30.0
+TRAIN_STEPS = 400
 WINDOWS = ["--tile", str(TILE), "--overlap", "16", "--quiet", "--overwrite"]
 RANDOM_WEIGHTS_NOTICE = (
     "The foundation models' weights are RANDOM (tiny models made up for this demo): the generated optical image "
@@ -57,12 +58,13 @@ def run(args: argparse.Namespace, run_command: Callable[[list[str]], int]) -> li
     temporary = args.folder is None
     folder = Path(tempfile.mkdtemp(prefix="axs-demo-")) if temporary else args.folder
     train_seconds = getattr(args, "train_seconds", TRAIN_SECONDS)
+    train_steps = getattr(args, "train_steps", TRAIN_STEPS)
     scene = write_synthetic_scene(folder / "scene")
     published = publish_scene(scene, folder / "catalog")
     weights, untrained, model = write_tiny_models(folder / "weights", folder / "model")
     print(f"Demo in {folder}: a synthetic {len(CLASS_NAMES)}-class scene in scene/, published as STAC items in "
           "catalog/, tiny models in weights/.")
-    training = fine_tune(model, scene, seconds=train_seconds, tile=TILE)
+    training = fine_tune(model, scene, seconds=train_seconds, max_steps=train_steps, tile=TILE)
     fine_tuned = model.save_pretrained(folder / "model" / "fine-tuned", include_base=True)
     print(f"Fine-tuned a segmentation model on the scene's labels (LoRA adapters, decoder and head): {training.steps} "
           f"steps in {training.seconds:.0f} s, loss {training.first_loss:.2f} -> {training.last_loss:.2f}; saved to "

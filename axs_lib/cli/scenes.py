@@ -262,7 +262,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = commands.add_parser("demo", help="a model's life on a synthetic scene served as STAC items: fine-tune, save, segment, score, one page", description=demo.run.__doc__)
     sub.add_argument("--folder", type=Path, help="where to write the scene, models and outputs (default: a new temporary folder)")
-    sub.add_argument("--train-seconds", type=float, default=demo.TRAIN_SECONDS, help=f"how long to fine-tune (default {demo.TRAIN_SECONDS:g})")
+    sub.add_argument("--train-seconds", type=float, default=demo.TRAIN_SECONDS, help=f"how long to fine-tune at most (default {demo.TRAIN_SECONDS:g})")
+    sub.add_argument("--train-steps", type=int, default=demo.TRAIN_STEPS, help=f"how many training steps at most (default {demo.TRAIN_STEPS})")
     sub.set_defaults(command=partial(demo.run, run_command=main))
     return parser
 
