@@ -138,14 +138,22 @@ def run_segment(*arguments: str, weights) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_scene_command_segments_a_time_stack_with_its_dates_and_the_scene_centre(weights, tmp_path, capsys):
-    name = "Prithvi-EO-2.0-300M-TL"
-    arguments = {**model_args(name), "backbone_num_frames": 2, "necks": [
+TL_MODEL = "Prithvi-EO-2.0-300M-TL"
+
+
+def two_date_tl_model(folder) -> object:
+    """A segmentation model on the 300M-TL backbone built for time stacks of two dates, saved in ``folder``."""
+    arguments = {**model_args(TL_MODEL), "backbone_num_frames": 2, "necks": [
         {"name": "SelectIndices", "indices": [0, 1, 2, 3]}, {"name": "ReshapeTokensToImage", "effective_time_dim": 2},
         {"name": "LearnedInterpolateToPyramidal"}]}
     model = build_from_recipe("EncoderDecoderFactory", arguments, pretrained=True, checkpoint_path=None,
                               device=torch.device("cpu"), dtype=None)
-    folder = model.save_pretrained(tmp_path / "tl-model")
+    return model.save_pretrained(folder)
+
+
+def test_the_scene_command_segments_a_time_stack_with_its_dates_and_the_scene_centre(weights, tmp_path, capsys):
+    name = TL_MODEL
+    folder = two_date_tl_model(tmp_path / "tl-model")
     scene = write_synthetic_scene(tmp_path / "scene", size=84)
     stack = tmp_path / "stack.tif"  # the layout docs/scenes.md documents: date 1's six bands, then date 2's
     with rasterio.open(scene.hls) as source:
@@ -178,13 +186,8 @@ def test_the_scene_command_segments_a_time_stack_with_its_dates_and_the_scene_ce
 def test_a_time_stack_of_items_gives_the_stacked_geotiff_result_with_the_items_dates(weights, tmp_path, capsys):
     from axs_lib.demo.stac_items import publish_scene
 
-    name = "Prithvi-EO-2.0-300M-TL"
-    arguments = {**model_args(name), "backbone_num_frames": 2, "necks": [
-        {"name": "SelectIndices", "indices": [0, 1, 2, 3]}, {"name": "ReshapeTokensToImage", "effective_time_dim": 2},
-        {"name": "LearnedInterpolateToPyramidal"}]}
-    model = build_from_recipe("EncoderDecoderFactory", arguments, pretrained=True, checkpoint_path=None,
-                              device=torch.device("cpu"), dtype=None)
-    folder = model.save_pretrained(tmp_path / "tl-model")
+    name = TL_MODEL
+    folder = two_date_tl_model(tmp_path / "tl-model")
     dates = ("2021-09-10", "2021-04-10")  # the collection lists the later date first
     features, layers = [], []
     for index, day in enumerate(dates):
