@@ -46,6 +46,11 @@ def described(path: Path, data: np.ndarray, names: list[str]) -> Path:
     return path
 
 
+@pytest.fixture
+def weights_dir(tiny_weights, use_weights):
+    return use_weights(tiny_weights)
+
+
 @pytest.fixture(scope="module")
 def reflectance() -> np.ndarray:
     """Six bands of reflectance x 10000 with a nodata hole."""
@@ -220,3 +225,29 @@ def test_the_weights_fingerprint_is_the_same_in_the_run_record_the_tags_and_the_
     item = pystac.Item.from_file(str(output.with_suffix(".json")))
     (stac_model,) = item.properties["axs:provenance"]["models"]
     assert record["weights"]["segmentation"] == tag == stac_model["weights"] == expected
+
+
+def test_segment_standardises_with_each_base_models_own_statistics(weights_dir, work, capsys):
+    from terratorch.models.backbones.prithvi_vit import prithvi_cfgs
+
+    from axs_lib.models.prithvi import build_from_recipe
+    from test_family_saves import model_args, tile
+
+    name = "Prithvi-EO-1.0-100M"  # its own pretraining statistics, not 2.0's
+    model = build_from_recipe("EncoderDecoderFactory", model_args(name), pretrained=True, checkpoint_path=None,
+                              device=torch.device("cpu"), dtype=None)
+    folder = model.save_pretrained(work / "eo1-model")
+    side = tile(name)  # one window: the scene is exactly one tile
+    reflectance = np.random.default_rng(11).uniform(0, 6000, (6, side, side)).astype(np.float32)
+    reflectance[(slice(None), *HOLE)] = NODATA
+    source = described(work / "hls.tif", reflectance, PRITHVI_NAMES)
+    assert main(["segment", str(source), str(work / "p.tif"), "--model", str(folder), "--probabilities",
+                 "--tile", str(side), "--overlap", "0", "--quiet"]) == 0, capsys.readouterr().err
+
+    table = prithvi_cfgs["prithvi_eo_v1_100"]  # TerraTorch's table: the published statistics
+    mean, std = np.array(table["mean"])[:, None, None], np.array(table["std"])[:, None, None]
+    standardised = (reflectance - mean) / std
+    standardised[reflectance == NODATA] = 0.0
+    expected = probabilities_of(PrithviSegmentation.from_pretrained(folder).eval(), standardised.astype(np.float32))
+    valid = (reflectance != NODATA).all(axis=0)
+    np.testing.assert_allclose(read(work / "p.tif")[:, valid], expected[:, valid], atol=2e-6)
