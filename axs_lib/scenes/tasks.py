@@ -121,8 +121,9 @@ def segment_scene(
         base_checkpoint: the base weights the model was fine-tuned from, when its folder does not hold them.
     """
     check_tiling(tile, overlap)
-    segmenter, device = _segmentation_model(model, base_checkpoint, device, dtype)
     options = SourceOptions(**source_options)
+    opened = open_source(source, max_items=options.max_items)  # a wrong source is said before the model loads
+    segmenter, device = _segmentation_model(model, base_checkpoint, device, dtype)
     band_names = segmenter.input_bands
     if standardize and segmenter.in_channels != len(band_names):
         raise InvalidSceneError(
@@ -131,7 +132,6 @@ def segment_scene(
             "`standardize=False`"
         )
     settings = _Settings(tile, overlap, batch_size, device, overwrite, progress, stac, segmenter.patch_size)
-    opened = open_source(source, max_items=options.max_items)
     frames = segmenter.num_frames
 
     def one(scene_source: OpenedSource, target: Path) -> list[Path]:
@@ -218,13 +218,13 @@ def pipeline_scene(
     """Sentinel-1 -> generated Sentinel-2 L2A -> classes, in one pass (see :func:`sar_to_optical_scene` and
     :func:`segment_scene` for the arguments); the generated optical scene is written only to ``optical``."""
     options = SourceOptions(**source_options)
+    opened = open_source(source, max_items=options.max_items)
     segmenter, device = _segmentation_model(model, base_checkpoint, device, dtype)
     patch = math.lcm(TERRAMIND_PATCH_SIZE, segmenter.patch_size)
     check_tiling(tile, overlap, patch)
     settings = _Settings(tile, overlap, batch_size, device, overwrite, progress, stac, patch)
     generation = products.Generation(generator, timesteps, seed, linear, as_float, checkpoint_path, dtype)
     _check_pipeline_model(segmenter)
-    opened = open_source(source, max_items=options.max_items)
     models: dict[str, torch.nn.Module] = {}
 
     def one(scene_source: OpenedSource, target: Path) -> list[Path]:
