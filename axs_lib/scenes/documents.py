@@ -2,7 +2,7 @@
 
 A document is read up to :data:`MAX_DOCUMENT_BYTES`; HTTP redirects are followed only to ``http``/``https``
 (``requests`` has no adapter for any other scheme). The same bounds apply to the pages a STAC API search
-returns (:func:`bounded_session` is the session pystac-client is given).
+returns (pystac-client's session gets the same hook, :func:`read_bounded`).
 """
 
 from __future__ import annotations
@@ -57,11 +57,11 @@ def read_json(location: str) -> dict:
 def bounded_session() -> requests.Session:
     """A ``requests`` session whose responses are read up to :data:`MAX_DOCUMENT_BYTES`."""
     session = requests.Session()
-    session.hooks["response"].append(_read_bounded)
+    session.hooks["response"].append(read_bounded)
     return session
 
 
-def _read_bounded(response: requests.Response, **_: object) -> requests.Response:
+def read_bounded(response: requests.Response, **_: object) -> requests.Response:
     """Read the body now, refusing it past the limit (the hook runs before ``requests`` reads the body)."""
     shown = without_query(response.url)
     declared = response.headers.get("Content-Length", "")

@@ -27,7 +27,9 @@ from ..errors import InvalidSceneError, SourceReadError
 from . import conventions
 from .conventions import REFLECTANCE_MODEL_SCALE, Convention
 from .hrefs import resolve_asset_href, without_query
-from .inputs import BandRead, FileHeader, Grid, MaskRead, SceneInput, SourceItem, grid_for_area, read_header
+from .inputs import (
+    BandRead, FileHeader, Grid, MaskRead, SceneInput, SourceItem, finest_grid, grid_for_area, read_header,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +77,10 @@ def item_scene(
     masks: list[MaskRead] = []
     grids: list[Grid] = []
     modalities = set()
+    sources = []
     for located in ordered:
         convention = _convention(located.item, kind)
+        sources.append(_source(located, convention))
         modalities.add(sar_modality or convention.sar_modality)
         for band in bands:
             key, location = _asset(located, band, convention)
@@ -90,13 +94,12 @@ def item_scene(
     if len(modalities) > 1:
         raise InvalidSceneError(f"the items mix SAR products ({', '.join(sorted(map(str, modalities)))}): give items of one product")
     if grid is None:
-        finest = min(grids, key=lambda candidate: candidate.resolution)
-        grid = grid_for_area(finest, bbox=bbox, crs=crs, resolution=resolution)
+        grid = grid_for_area(finest_grid(grids), bbox=bbox, crs=crs, resolution=resolution)
     names = [located.item.id for located in ordered]
     return SceneInput(
         name=names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]} ({len(names)} items)",
         grid=grid, bands=tuple(reads), masks=tuple(masks),
-        items=tuple(_source(located, _convention(located.item, kind)) for located in ordered),
+        items=tuple(sources),
         dates=tuple(_datetime(located.item) or "" for located in ordered),
         modality=modalities.pop() if kind == "sar" else None,
     )

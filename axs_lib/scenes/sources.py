@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 import pystac
 
 from ..errors import SourceReadError, UntrustedItemError
-from .documents import bounded_session, read_json
+from .documents import read_bounded, read_json
 from .hrefs import is_url, redact, without_query
 from .items import LocatedItem
 
@@ -138,7 +138,7 @@ def _search(search: Search, max_items: int) -> list[LocatedItem]:
     from pystac_client.stac_api_io import StacApiIO
 
     stac_io = StacApiIO(max_retries=None)
-    stac_io.session.hooks["response"].extend(bounded_session().hooks["response"])
+    stac_io.session.hooks["response"].append(read_bounded)
     try:
         client = Client.open(search.url, stac_io=stac_io)
         found = client.search(
