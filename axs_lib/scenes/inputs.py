@@ -208,14 +208,10 @@ class SceneInput:
         path = Path(path)
         if not path.is_file():
             raise InvalidSceneError(f"input not found: {path}")
-        try:
-            with open_raster(str(path)) as src:
-                count, crs, descriptions = src.count, src.crs, src.descriptions
-                grid = Grid(src.crs, src.transform, src.width, src.height)
-        except RasterioIOError as error:
-            raise InvalidSceneError(f"cannot read {path}: {redact(str(error))}") from error
-        if crs is None:
+        header = read_header(str(path))
+        if header.located_by_gcps:
             raise InvalidSceneError(f"{path} has no CRS; georeference it first (e.g. gdal_edit.py -a_srs EPSG:<code>)")
+        grid, descriptions, count = header.grid, header.descriptions, len(header.dtypes)
         indexes = _indexes_by_description(descriptions, band_names)
         if indexes is None:
             if count != bands:
