@@ -39,6 +39,9 @@ class CatalogServer:
         self.redirects: dict[str, str] = {}
         self.faults: dict[str, tuple[int, int]] = {}
         """Path -> (requests answered normally first, HTTP status of every later answer): a file that goes away."""
+        self.busy_every: int | None = None
+        """When set, every n-th request for a ``.tif`` is answered 503 (a busy object store)."""
+        self._tif_requests = 0
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"server_state": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -70,6 +73,11 @@ class CatalogServer:
 
     def bytes_sent(self, suffix: str = "") -> int:
         return sum(request.sent for request in self.requests if request.path.split("?", 1)[0].endswith(suffix))
+
+    def next_tif_request(self) -> int:
+        with self._lock:
+            self._tif_requests += 1
+            return self._tif_requests
 
     def clear(self) -> None:
         with self._lock:
@@ -106,6 +114,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             state.log(Request(self.command, self.path, None, 302, 0))
             self.end_headers()
+            return
+        if path.endswith(".tif") and state.busy_every and state.next_tif_request() % state.busy_every == 0:
+            self._answer(503, b"slow down")
             return
         if path in state.faults:
             remaining, status = state.faults[path]
