@@ -4,6 +4,8 @@ hand-prepared GeoTIFF in the model's units; collections, searches, provenance of
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,8 @@ import catalog_scenes as C
 from axs_lib.demo.catalog_server import API_ITEMS, CatalogServer
 from axs_lib.cli.scenes import main
 from axs_lib.scenes import tasks
+from helpers import process_environment
+from test_scenes import TORCHRUN
 from test_scenes_commands import segmentation_folder, terramind  # noqa: F401
 
 WINDOWS = ["--tile", "56", "--overlap", "14", "--quiet"]
@@ -111,6 +115,36 @@ def test_a_collection_writes_one_output_per_item_reports_the_failed_one_and_reru
     assert main(arguments) == 1
     assert "2 item(s) already done" in capsys.readouterr().out
     assert {path: path.stat().st_mtime_ns for path in out.iterdir()} == finished
+
+
+LOGGED_CLI = """import logging, sys
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+from axs_lib.cli.scenes import main
+sys.exit(main())
+"""
+
+
+def test_under_torchrun_each_rank_runs_whole_items_and_the_outputs_are_the_single_process_ones(
+    server, segmentation_folder, work, capsys
+):
+    arguments = [server.url("collection.json"), "--model", str(segmentation_folder), *WINDOWS]
+    assert main(["segment", arguments[0], str(work / "alone"), *arguments[1:]]) == 1, "one item is broken"
+    capsys.readouterr()
+    script = work / "logged_cli.py"
+    script.write_text(LOGGED_CLI)
+
+    shared = subprocess.run(
+        [sys.executable, *TORCHRUN, str(script), "segment", arguments[0], str(work / "shared"), *arguments[1:]],
+        capture_output=True, text=True, cwd=work, timeout=300, env=process_environment(TMPDIR=str(work)),
+    )
+    assert shared.returncode == 1, shared.stderr
+    assert shared.stderr.count("error: item broken: item broken has no asset for SWIR_2") == 1, "said once, by rank 0"
+    taken = sorted(line.split(": ", 1)[-1] for line in shared.stderr.splitlines() if " of 2 runs items " in line)
+    assert taken == ["rank 0 of 2 runs items S2B_33TUN_20240615_0_L2A, broken",
+                     "rank 1 of 2 runs items HLS.L30.T33TUN.2024167T095031.v2.0"], shared.stderr
+    for path in sorted((work / "alone").iterdir()):
+        np.testing.assert_array_equal(read(work / "shared" / path.name), read(path), err_msg=path.name)
+    assert sorted(p.name for p in (work / "shared").iterdir()) == sorted(p.name for p in (work / "alone").iterdir())
 
 
 def test_a_search_runs_the_items_it_finds(server, segmentation_folder, work, capsys):

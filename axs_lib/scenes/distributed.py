@@ -5,12 +5,17 @@ Window ``i`` goes to rank ``i % world_size``; every rank saves its cores into th
 and rank 0 assembles the output once all ranks are past the last barrier. Rank 0 alone takes the outputs'
 locks and prepares their partial folders, before any rank starts. On several nodes, the output's
 folder must be on a file system that every node sees.
+
+A collection of items is shared by whole items instead (:func:`alone`): each rank runs its items as a world
+of one, so no rank waits on another until the last item is done.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
@@ -23,6 +28,7 @@ from ..errors import AxsModelError
 T = TypeVar("T")
 BARRIER_TIMEOUT = timedelta(hours=12)
 """Ranks that finish early wait this long for the others (the default of 30 minutes is short for big scenes)."""
+_ALONE: ContextVar[bool] = ContextVar("alone", default=False)
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,11 @@ class Ranks:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def shows_progress(self) -> bool:
+        """Whether this process draws the progress bar: the job's first process only."""
+        return self.is_main and int(os.environ.get("RANK", "0")) == 0
 
     def share(self, items: Sequence[T]) -> list[T]:
         """This rank's items: every ``world_size``-th, starting at ``rank``."""
@@ -61,6 +72,14 @@ class Ranks:
         if error is not None:
             raise error
 
+    def gather(self, value: T) -> list[T]:
+        """Every rank's ``value``, in rank order, on every rank."""
+        if self.world_size == 1:
+            return [value]
+        values: list = [None] * self.world_size
+        dist.all_gather_object(values, value)
+        return values
+
 
 def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
@@ -73,8 +92,20 @@ def local_device(device: torch.device) -> torch.device:
     return device
 
 
+@contextmanager
+def alone() -> Iterator[None]:
+    """Inside the block, :func:`start` gives a world of one: this process does a whole scene by itself."""
+    token = _ALONE.set(True)
+    try:
+        yield
+    finally:
+        _ALONE.reset(token)
+
+
 def start(device: torch.device) -> Ranks:
     """Join the ``torchrun`` process group (started once per process), or run alone."""
+    if _ALONE.get():
+        return Ranks(0, 1)
     if launched_world_size() > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)

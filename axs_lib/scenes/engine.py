@@ -115,7 +115,7 @@ def _stream(
     fill_values = np.broadcast_to(np.asarray(fill, dtype=np.float32), (len(scene.bands),))[:, None, None]
     todo = [window for window in ranks.share(plan.windows) if not all(p.done(window) for p in partials.values())]
     first = next(iter(partials.values()))
-    bar = tqdm(total=len(plan), initial=first.count_done(), unit="window", disable=not (progress and ranks.is_main))
+    bar = tqdm(total=len(plan), initial=first.count_done(), unit="window", disable=not (progress and ranks.shows_progress))
     logger.info("%s: %d windows, %d left on rank %d", scene.name, len(plan), len(todo), ranks.rank)
     with gdal_environment():
         reader = scene.reader()

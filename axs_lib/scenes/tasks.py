@@ -25,6 +25,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -42,7 +43,7 @@ from . import bands as B
 from . import distributed, products
 from .engine import as_tensor, run_scene
 from .inputs import SceneInput, read_header
-from .items import item_scene
+from .items import LocatedItem, item_scene
 from .outputs import check_output_paths
 from .products import SAR_MODALITIES
 from .sources import DEFAULT_MAX_ITEMS, OpenedSource, open_source
@@ -140,7 +141,7 @@ def segment_scene(
 
     if frames > 1 and opened.items:
         return _single(lambda: one(opened, Path(output)))
-    return _each(opened, Path(output), one, overwrite, quicklook)
+    return _each(opened, Path(output), one, settings, quicklook)
 
 
 def sar_to_optical_scene(
@@ -187,7 +188,7 @@ def sar_to_optical_scene(
         look = Path(quicklook) if quicklook is not None else target.with_suffix(".png")
         return _sar_to_optical(scene, target, look, settings, generation, models)
 
-    return _each(opened, Path(output), one, overwrite, quicklook)
+    return _each(opened, Path(output), one, settings, quicklook)
 
 
 def pipeline_scene(
@@ -235,7 +236,7 @@ def pipeline_scene(
         return _pipeline(segmenter, model, scene, target, optical_path, settings, generation, models,
                          probabilities, quicklook)
 
-    return _each(opened, Path(output), one, overwrite, quicklook)
+    return _each(opened, Path(output), one, settings, quicklook)
 
 
 @dataclass(frozen=True)
@@ -267,10 +268,14 @@ def _each(
     opened: OpenedSource,
     output: Path,
     one: Callable[[OpenedSource, Path], list[Path]],
-    overwrite: bool,
+    settings: _Settings,
     quicklook: object,
 ) -> SceneRun:
-    """Run ``one`` on the source, or on each item of a collection into the folder ``output``."""
+    """Run ``one`` on the source, or on each item of a collection into the folder ``output``.
+
+    Under ``torchrun``, a collection of at least as many items as ranks is shared by whole items: rank ``r``
+    runs items ``r, r + N, ...`` by itself, and every rank returns the whole collection's result.
+    """
     if not opened.is_collection:
         return _single(lambda: one(opened, output))
     if quicklook is not None:
@@ -281,22 +286,38 @@ def _each(
         output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InvalidSceneError(f"cannot make the output folder {output} ({error.strerror}): choose another folder") from None
+    ranks = distributed.start(settings.device)
+    by_items = 1 < ranks.world_size <= len(opened.items)
+    mine = ranks.share(list(enumerate(opened.items))) if by_items else list(enumerate(opened.items))
+    if by_items:
+        logger.info("rank %d of %d runs items %s", ranks.rank, ranks.world_size, ", ".join(l.item.id for _, l in mine))
+    with distributed.alone() if by_items else nullcontext():
+        done = [(index, _item(located, output, one, settings.overwrite)) for index, located in mine]
+    if by_items:
+        done = sorted((outcome for rank_done in ranks.gather(done) for outcome in rank_done), key=lambda outcome: outcome[0])
     result = SceneRun()
-    for located in opened.items:
-        item = located.item
-        target = output / f"{_safe_name(item.id)}.tif"
-        if target.exists() and not overwrite:
-            result.skipped.append(item.id)
-            logger.info("%s exists: item %s is done", target, item.id)
-            continue
-        try:
-            result.written += one(OpenedSource(item.id, items=(located,)), target)
-        except AxsModelError as error:
-            if _is_about_the_run(error):
-                raise
-            result.failed[item.id] = " ".join(str(error).split())
-            logger.warning("item %s failed: %s", item.id, result.failed[item.id])
+    for _, item_run in done:
+        result.written += item_run.written
+        result.skipped += item_run.skipped
+        result.failed.update(item_run.failed)
     return result
+
+
+def _item(located: LocatedItem, output: Path, one: Callable[[OpenedSource, Path], list[Path]], overwrite: bool) -> SceneRun:
+    """One item of a collection: written, skipped (its output exists) or failed (with why)."""
+    item = located.item
+    target = output / f"{_safe_name(item.id)}.tif"
+    if target.exists() and not overwrite:
+        logger.info("%s exists: item %s is done", target, item.id)
+        return SceneRun(skipped=[item.id])
+    try:
+        return SceneRun(written=one(OpenedSource(item.id, items=(located,)), target))
+    except AxsModelError as error:
+        if _is_about_the_run(error):
+            raise
+        message = " ".join(str(error).split())
+        logger.warning("item %s failed: %s", item.id, message)
+        return SceneRun(failed={item.id: message})
 
 
 def _is_about_the_run(error: AxsModelError) -> bool:
