@@ -294,14 +294,15 @@ def test_an_item_is_warped_onto_a_grid_in_another_crs(server):
     assert np.allclose(values[PRITHVI.index("RED")][inside], expected[inside], atol=1e-3)
 
 
-def test_a_server_that_answers_503_to_one_request_in_five_gives_the_same_values(tmp_path):
+@pytest.mark.parametrize("fault, status", [("busy_every", 503), ("drop_every", 0)], ids=["503", "dropped-connection"])
+def test_a_server_that_fails_one_request_in_five_gives_the_same_values(tmp_path, fault, status):
     values = {band: np.tile(image, (4, 4)) for band, image in C.truth().items()}
     C.earth_search_sentinel2(tmp_path / "busy", offset_applied=False, bands=C.PRITHVI_S2_IDS, values=values, scl=False)
     with CatalogServer(tmp_path) as server:
-        server.busy_every = 5
+        setattr(server, fault, 5)
         scene = scene_of(item_url(server, "busy"), PRITHVI)
         read, valid = read_whole(scene)
-        assert any(request.status == 503 for request in server.requests)
+        assert any(request.status == status for request in server.requests), "the fault happened"
 
     expected = np.stack([values[band] for band in C.PRITHVI_S2_IDS])
     assert np.array_equal(read[:, valid], expected[:, valid])

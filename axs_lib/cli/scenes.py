@@ -17,6 +17,7 @@ from ..weights.catalog import TERRAMIND_PATCH_SIZE
 from ..scenes import distributed
 from ..scenes.hrefs import is_url
 from ..scenes.outputs import check_output_paths
+from ..scenes.signing import SIGNERS
 from ..scenes.sources import DEFAULT_MAX_ITEMS, JSON_SUFFIXES, Search
 from ..scenes.tasks import SAR_MODALITIES, SceneRun, check_device, pipeline_scene, sar_to_optical_scene, segment_scene
 from ..scenes.windows import check_tiling
@@ -115,7 +116,7 @@ def _source_options(args: argparse.Namespace) -> dict:
     return {
         "bbox": None if args.search is not None else args.bbox, "crs": args.crs, "resolution": args.resolution,
         "mask_clouds": args.mask_clouds, "scale": args.scale, "offset": args.offset,
-        "sar_modality": args.sar_modality, "max_items": args.max_items,
+        "sar_modality": args.sar_modality, "max_items": args.max_items, "sign": args.sign,
     }
 
 
@@ -204,6 +205,8 @@ def _parser() -> argparse.ArgumentParser:
         group.add_argument("--mask-clouds", action="store_true", help="pixels the item's own mask (SCL, Fmask) marks as cloud, cirrus or shadow are nodata")
         group.add_argument("--sar-modality", choices=SAR_MODALITIES, help="TerraMind's SAR modality for the input (default: RTC items S1RTC, others S1GRD)")
         group.add_argument("--max-items", type=int, default=DEFAULT_MAX_ITEMS, help=f"refuse collections and searches of more items (default {DEFAULT_MAX_ITEMS})")
+        group.add_argument("--sign", choices=list(SIGNERS), help="sign the items' files as they are opened, and again "
+                           "when a signature expires (Planetary Computer's storage needs it)")
         group.add_argument("--scale", type=float, default=1.0, help="GeoTIFF without metadata: model value = value x SCALE + OFFSET (default 1)")
         group.add_argument("--offset", type=float, default=0.0, help="see --scale (default 0; Sentinel-2 L2A of baseline 04.00 or later: -1000)")
 

@@ -4,13 +4,17 @@ answer, and a small STAC API (landing page and ``/search``, GET and POST) over t
 ``<folder>/api-items.json``.
 
 Every request is logged (path, range, bytes sent), so a caller can tell what was fetched and what was not.
+Faults a real store shows can be injected: latency, files that go away, 503s under load, signatures that
+expire, and the whole server going away part-way (and coming back: a new server on the same ``port``).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,7 +37,7 @@ class Request:
 class CatalogServer:
     """``with CatalogServer(folder) as server: server.url("item.json")``."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, port: int = 0):
         self.folder = Path(folder)
         self.requests: list[Request] = []
         self.redirects: dict[str, str] = {}
@@ -41,10 +45,23 @@ class CatalogServer:
         """Path -> (requests answered normally first, HTTP status of every later answer): a file that goes away."""
         self.busy_every: int | None = None
         """When set, every n-th request for a ``.tif`` is answered 503 (a busy object store)."""
+        self.drop_every: int | None = None
+        """When set, every n-th request for a ``.tif`` has its connection closed without an answer (a reset)."""
+        self.latency = 0.0
+        """Seconds each request waits before it is answered (a distant store)."""
+        self.signatures_expire_at: int | None = None
+        """When set, ``.tif`` requests must carry a ``?sig=`` from :meth:`signature` (else 403), and once this many
+        ``.tif`` requests were made, every signature given until then has expired (signed links outliving their
+        token); signatures given later stay valid."""
+        self.stop_after: int | None = None
+        """When set, the server goes away after this many ``.tif`` requests: it closes its port and every open
+        connection, and answers nothing more."""
+        self.stopped = False
+        self._generation = secrets.token_hex(4)
         self._tif_requests = 0
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"server_state": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     def __enter__(self) -> CatalogServer:
@@ -52,8 +69,29 @@ class CatalogServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        if not self.stopped:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    def signature(self) -> str:
+        """A fresh signature for ``.tif`` requests (see :attr:`signatures_expire_at`)."""
+        return f"token-{self._generation}-{self._tif_requests}"
+
+    def signature_valid(self, signature: str | None) -> bool:
+        prefix = f"token-{self._generation}-"
+        if not signature or not signature.startswith(prefix) or not signature[len(prefix):].isdigit():
+            return False
+        expiry = self.signatures_expire_at or 0
+        return int(signature[len(prefix):]) >= expiry or self._tif_requests <= expiry
+
+    def stop(self) -> None:
+        """Go away: no new connections, and no answer on open ones."""
+        self.stopped = True
+        threading.Thread(target=lambda: (self._httpd.shutdown(), self._httpd.server_close()), daemon=True).start()
 
     @property
     def root(self) -> str:
@@ -108,15 +146,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, head: bool) -> None:
         state = self.server_state
         path = urlsplit(self.path).path
+        if state.stopped:
+            self.close_connection = True
+            return
+        time.sleep(state.latency)
+        if path.endswith(".tif") and not self._tif_request_allowed(state):
+            return
         if path in state.redirects:
             self.send_response(302)
             self.send_header("Location", state.redirects[path])
             self.send_header("Content-Length", "0")
             state.log(Request(self.command, self.path, None, 302, 0))
             self.end_headers()
-            return
-        if path.endswith(".tif") and state.busy_every and state.next_tif_request() % state.busy_every == 0:
-            self._answer(503, b"slow down")
             return
         if path in state.faults:
             remaining, status = state.faults[path]
@@ -153,6 +194,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not head:
             self.wfile.write(part)
+
+    def _tif_request_allowed(self, state: CatalogServer) -> bool:
+        """Count the request and apply the ``.tif`` faults; ``False`` when it was answered (or dropped) here."""
+        count = state.next_tif_request()
+        if state.stop_after is not None and count > state.stop_after:
+            state.stop()
+            self.close_connection = True
+            return False
+        if state.drop_every and count % state.drop_every == 0:
+            state.log(Request(self.command, self.path, self.headers.get("Range"), 0, 0))
+            self.close_connection = True
+            return False
+        if state.busy_every and count % state.busy_every == 0:
+            self._answer(503, b"slow down")
+            return False
+        if state.signatures_expire_at is not None:
+            given = parse_qs(urlsplit(self.path).query).get("sig", [None])[0]
+            if not state.signature_valid(given):
+                self._answer(403, b"AuthenticationFailed: signature expired or missing")
+                return False
+        return True
 
     def _json(self, document: dict) -> None:
         self._answer(200, json.dumps(document).encode(), "application/json")

@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import random
 import shutil
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,9 @@ from .outputs import OutputSpec, PartialOutput, check_output_paths
 from .windows import Window, WindowPlan, check_tiling, plan_windows
 
 logger = logging.getLogger(__name__)
+
+READ_AHEAD = 2
+"""Batches read ahead of the one the model runs on: reads overlap compute, and memory stays a few batches."""
 
 Predict = Callable[[torch.Tensor], "torch.Tensor | Mapping[str, torch.Tensor]"]
 """``[B, bands, tile, tile]`` float32 -> one tensor ``[B, C, tile, tile]``, or one per output name."""
@@ -107,7 +112,7 @@ def _stream(
     device: torch.device,
     progress: bool,
 ) -> None:
-    """Compute and save this rank's unfinished windows, ``step`` at a time.
+    """Compute and save this rank's unfinished windows, ``step`` at a time, reading ahead (:func:`_read_ahead`).
 
     Every model call gets exactly ``step`` windows (the last batch is padded by repeating its last window), so
     a window's result does not depend on where the batches of this rank's share happen to end.
@@ -117,34 +122,53 @@ def _stream(
     first = next(iter(partials.values()))
     bar = tqdm(total=len(plan), initial=first.count_done(), unit="window", disable=not (progress and ranks.shows_progress))
     logger.info("%s: %d windows, %d left on rank %d", scene.name, len(plan), len(todo), ranks.rank)
+    batches = [todo[start : start + step] for start in range(0, len(todo), step)]
     with gdal_environment():
         reader = scene.reader()
         try:
-            for start in range(0, len(todo), step):
-                batch = todo[start : start + step]
-                try:
-                    inputs, valid = _read_batch(reader, batch, step, plan.tile, fill_values)
-                except (OSError, CPLE_BaseError) as error:
-                    raise SceneReadError(
-                        f"cannot read {scene.name} ({_one_line(error)})",
-                        _read_advice(scene), _resume(first, plan), first.folder,
-                    ) from error
-                with _seeded(None if seed is None else batch[0].seed(seed), device):
-                    predicted = predict(torch.from_numpy(inputs))
-                if not isinstance(predicted, Mapping):
-                    predicted = {next(iter(partials)): predicted}
-                try:
-                    _save_cores(batch, partials, predicted, valid)
-                except OSError as error:
-                    raise SceneInterruptedError(
-                        f"cannot save a window in {first.folder} ({_one_line(error)}; {_free_space(first.folder)})",
-                        "the disk is probably full: make room on it", _resume(first, plan), first.folder,
-                    ) from error
-                bar.n = first.count_done() if ranks.world_size > 1 else bar.n + len(batch)
-                bar.refresh()
+            with closing(_read_ahead(reader, batches, step, plan.tile, fill_values)) as reads:
+                for batch, read in reads:
+                    try:
+                        inputs, valid = read.result()
+                    except (OSError, CPLE_BaseError) as error:
+                        raise SceneReadError(
+                            f"cannot read {scene.name} ({_one_line(error)})",
+                            _read_advice(scene), _resume(first, plan), first.folder,
+                        ) from error
+                    with _seeded(None if seed is None else batch[0].seed(seed), device):
+                        predicted = predict(torch.from_numpy(inputs))
+                    if not isinstance(predicted, Mapping):
+                        predicted = {next(iter(partials)): predicted}
+                    try:
+                        _save_cores(batch, partials, predicted, valid)
+                    except OSError as error:
+                        raise SceneInterruptedError(
+                            f"cannot save a window in {first.folder} ({_one_line(error)}; {_free_space(first.folder)})",
+                            "the disk is probably full: make room on it", _resume(first, plan), first.folder,
+                        ) from error
+                    bar.n = first.count_done() if ranks.world_size > 1 else bar.n + len(batch)
+                    bar.refresh()
         finally:
             reader.close()
             bar.close()
+
+
+def _read_ahead(
+    reader: SceneReader, batches: Sequence[Sequence[Window]], step: int, tile: int, fill: np.ndarray
+) -> Iterator[tuple[Sequence[Window], Future]]:
+    """Each batch with its pending read, the reads running up to :data:`READ_AHEAD` batches ahead in one thread,
+    so the next batches are fetched while the model runs on this one."""
+    reading = ThreadPoolExecutor(1, thread_name_prefix="axs-read-ahead")
+    pending: deque[tuple[Sequence[Window], Future]] = deque()
+    try:
+        for batch in batches:
+            pending.append((batch, reading.submit(_read_batch, reader, batch, step, tile, fill)))
+            if len(pending) > READ_AHEAD:
+                yield pending.popleft()
+        while pending:
+            yield pending.popleft()
+    finally:
+        reading.shutdown(wait=True, cancel_futures=True)
 
 
 def _assemble(partial: PartialOutput, scene: SceneInput, plan: WindowPlan) -> None:

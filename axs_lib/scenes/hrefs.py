@@ -42,8 +42,10 @@ def without_query(href: str) -> str:
 
 
 def redact(text: str) -> str:
-    """``text`` (an error message, say) with the query string of every URL in it removed."""
-    return re.sub(r"(https?://[^\s?#'\"]*)[?#][^\s'\"]*", r"\1", text)
+    """``text`` (an error message, say) with the query string of every URL in it removed, and every other
+    ``?key=value...`` (GDAL names a file by its last path part, query included)."""
+    text = re.sub(r"(https?://[^\s?#'\"]*)[?#][^\s'\"]*", r"\1", text)
+    return re.sub(r"\?[^\s'\"?]*=[^\s'\",)]*", "", text)
 
 
 def resolve_asset_href(href: str, item_location: str, asset: str) -> str:

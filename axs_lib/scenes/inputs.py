@@ -13,12 +13,14 @@ other format is refused, and nothing it names is followed.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +36,18 @@ from rasterio.windows import Window as RasterWindow
 from ..errors import InvalidSceneError, SourceReadError, UntrustedItemError
 from . import conventions
 from .hrefs import gdal_path, is_url, redact, without_query
+from .signing import Signer, signed
 from .windows import Window
+
+logger = logging.getLogger(__name__)
 
 RASTER_DRIVER = "GTiff"
 """The only GDAL driver inputs are opened with (Cloud-Optimized GeoTIFFs are GeoTIFFs)."""
 GDAL_CACHE_MB = 64
 """GDAL's block cache, bounded: by default it may grow to 5 % of RAM as windows are read and written."""
 VSI_CACHE_BYTES = 64 * 2**20
+READ_THREADS = 8
+"""Files of a scene read at the same time, at most: the bands of a window are fetched concurrently."""
 BLOCK_CACHE_BYTES = 256 * 2**20
 """Decoded blocks a scene reader keeps, at most (see ``_BlockReader``)."""
 LINEAR_FLOOR = 1e-6
@@ -54,9 +61,12 @@ GDAL_REMOTE_SETTINGS = {
     "VSI_CACHE_SIZE": VSI_CACHE_BYTES,
     "GDAL_HTTP_MAX_RETRY": 3,
     "GDAL_HTTP_RETRY_DELAY": 0.5,
+    "GDAL_HTTP_CONNECTTIMEOUT": 20,
+    "GDAL_HTTP_TIMEOUT": 120,
 }
 """GDAL's settings for Cloud-Optimized GeoTIFFs over HTTP (DESIGN.md, "Reading COGs over HTTP"): no directory
-listing, merged ranges, a bounded cache of fetched bytes, and retries of 429 and 5xx answers."""
+listing, merged ranges, a bounded cache of fetched bytes, retries of 429 and 5xx answers (and of dropped
+connections and timeouts, GDAL 3.10), and limits on connecting and on each request (seconds)."""
 
 
 @contextmanager
@@ -173,6 +183,7 @@ class SceneInput:
         path: the local file, for a local GeoTIFF.
         modality: TerraMind's modality of the bands where the source says (``"S1RTC"`` for an RTC item).
         dtypes: the stored data type of each band of a local file, where read.
+        sign: signs remote files as they are opened (:mod:`axs_lib.scenes.signing`); never recorded.
     """
 
     name: str
@@ -184,6 +195,7 @@ class SceneInput:
     path: Path | None = None
     modality: str | None = None
     dtypes: tuple[str, ...] = ()
+    sign: Signer | None = field(default=None, compare=False)
 
     @classmethod
     def open(
@@ -286,19 +298,27 @@ class SceneReader:
     """Reads the ``tile`` x ``tile`` model input of a window: float32 model values and a validity mask.
 
     Each file is opened once, with the GeoTIFF driver only, and warped onto the scene's grid when its grid
-    differs. Not thread-safe: one reader per thread (GDAL's dataset handles are not).
+    differs. The files of an area are read concurrently, each always by the same one of up to
+    :data:`READ_THREADS` threads (GDAL's dataset handles may not be used by two threads at once). A read that
+    fails on a scene with a signer is tried once more with the file signed afresh (an expired signature).
+    One reader serves one caller at a time.
     """
 
     def __init__(self, scene: SceneInput):
         self.scene = scene
-        self._datasets: dict[tuple[str, str], rasterio.io.DatasetReaderBase] = {}
-        self._opened: list = []
+        self._datasets: dict[tuple[str, str], object] = {}
+        self._opened: dict[str, list] = {}
+        locations = list(dict.fromkeys([band.location for band in scene.bands] + [mask.location for mask in scene.masks]))
+        self._threads = [
+            ThreadPoolExecutor(1, thread_name_prefix=f"axs-read-file-{index}") for index in range(min(READ_THREADS, len(locations)))
+        ]
+        self._thread_of = {location: self._threads[index % len(self._threads)] for index, location in enumerate(locations)}
 
     def close(self) -> None:
-        for dataset in reversed(self._opened):
-            dataset.close()
-        self._opened.clear()
-        self._datasets.clear()
+        for thread in self._threads:
+            thread.shutdown(cancel_futures=True)
+        for location in list(self._opened):
+            self._close(location)
 
     def read(self, window: Window, tile: int) -> tuple[np.ndarray, np.ndarray]:
         """``(values [bands, tile, tile] float32, valid [tile, tile] bool)``; outside the scene by reflection."""
@@ -320,25 +340,52 @@ class SceneReader:
         cloud mask marks it."""
         area = RasterWindow(left, top, width, height)
         values = np.empty((len(self.scene.bands), height, width), dtype=np.float32)
+        reads = [
+            self._thread_of[location].submit(self._read_bands, location, resampling, positions, area, values)
+            for (location, resampling), positions in self._groups().items()
+        ] + [self._thread_of[mask.location].submit(self._read_mask, mask, area) for mask in self.scene.masks]
         valid = np.ones((height, width), dtype=bool)
-        for (location, resampling), positions in self._groups().items():
-            reads = [self.scene.bands[position] for position in positions]
-            indexes = [band.index for band in reads]
-            try:
-                dataset = self._dataset(location, resampling)
-                stored = dataset.read(indexes, window=area, out_dtype="float64")
-                valid &= (dataset.read_masks(indexes, window=area) > 0).all(axis=0)
-            except (OSError, CPLE_BaseError, SourceReadError) as error:
-                raise _read_failure(reads[0], error) from None
-            for position, band, raw in zip(positions, reads, stored):
-                if band.nodata is not None:
-                    valid &= raw != band.nodata
-                values[position] = _to_model_units(raw, band)
-        for mask in self.scene.masks:
-            dataset = self._dataset(mask.location, "nearest")
-            valid &= ~mask.masked(np.nan_to_num(dataset.read(mask.index, window=area, out_dtype="float64")))
-        valid &= np.isfinite(values).all(axis=0)
-        return values, valid
+        for read in reads:
+            valid &= read.result()
+        return values, valid & np.isfinite(values).all(axis=0)
+
+    def _read_bands(
+        self, location: str, resampling: str, positions: list[int], area: RasterWindow, values: np.ndarray
+    ) -> np.ndarray:
+        """Fill ``values`` at ``positions`` from one file; the pixels those bands leave valid."""
+        reads = [self.scene.bands[position] for position in positions]
+        indexes = [band.index for band in reads]
+        try:
+            stored, masks = self._with_fresh_signature(
+                location, lambda dataset: (dataset.read(indexes, window=area, out_dtype="float64"),
+                                           dataset.read_masks(indexes, window=area)), resampling)
+        except (OSError, CPLE_BaseError, SourceReadError) as error:
+            raise _read_failure(reads[0], error) from None
+        valid = (masks > 0).all(axis=0)
+        for position, band, raw in zip(positions, reads, stored):
+            if band.nodata is not None:
+                valid &= raw != band.nodata
+            values[position] = _to_model_units(raw, band)
+        return valid
+
+    def _read_mask(self, mask: MaskRead, area: RasterWindow) -> np.ndarray:
+        """The pixels a cloud mask leaves valid."""
+        try:
+            stored = self._with_fresh_signature(
+                mask.location, lambda dataset: dataset.read(mask.index, window=area, out_dtype="float64"), "nearest")
+        except (OSError, CPLE_BaseError, SourceReadError) as error:
+            raise _read_failure(BandRead(mask.location, mask.index, "mask", item=mask.item, asset=mask.asset), error) from None
+        return ~mask.masked(np.nan_to_num(stored))
+
+    def _with_fresh_signature(self, location: str, read, resampling: str):
+        try:
+            return read(self._dataset(location, resampling))
+        except (OSError, CPLE_BaseError, SourceReadError, UntrustedItemError):  # a refused range reads as no GeoTIFF
+            if self.scene.sign is None or not is_url(location):
+                raise
+            logger.info("reading %s failed; signing it again and retrying once", without_query(location))
+            self._close(location)
+            return read(self._dataset(location, resampling))
 
     def _groups(self) -> dict[tuple[str, str], list[int]]:
         groups: dict[tuple[str, str], list[int]] = {}
@@ -346,11 +393,18 @@ class SceneReader:
             groups.setdefault((band.location, band.resampling), []).append(position)
         return groups
 
+    def _close(self, location: str) -> None:
+        for key in [key for key in self._datasets if key[0] == location]:
+            del self._datasets[key]
+        for dataset in reversed(self._opened.pop(location, [])):
+            dataset.close()
+
     def _dataset(self, location: str, resampling: str):
         key = (location, resampling)
         if key not in self._datasets:
-            source = open_raster(location)
-            self._opened.append(source)
+            source = open_raster(signed(location, self.scene.sign))
+            opened = self._opened.setdefault(location, [])
+            opened.append(source)
             grid = self.scene.grid
             offset = _pixel_offset(source, grid)
             if offset is not None:
@@ -364,7 +418,7 @@ class SceneReader:
                     source, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
                     resampling=Resampling[resampling], dtype="float64", nodata=math.nan,
                 )
-                self._opened.append(vrt)
+                opened.append(vrt)
                 self._datasets[key] = vrt
         return self._datasets[key]
 
@@ -692,11 +746,12 @@ class FileHeader:
     dtypes: tuple[str, ...] = ()
 
 
-def read_header(location: str) -> FileHeader:
-    """The header of the GeoTIFF at ``location`` (a few kilobytes: one or two HTTP Range requests for a COG)."""
+def read_header(location: str, sign: Signer | None = None) -> FileHeader:
+    """The header of the GeoTIFF at ``location`` (a few kilobytes: one or two HTTP Range requests for a COG),
+    signed with ``sign`` where given."""
     from rasterio.warp import calculate_default_transform
 
-    with gdal_environment(), open_raster(location) as src:
+    with gdal_environment(), open_raster(signed(location, sign)) as src:
         gcps, gcp_crs = src.gcps
         if src.crs is None and gcps:
             transform, width, height = calculate_default_transform(gcp_crs, gcp_crs, src.width, src.height, gcps=gcps)

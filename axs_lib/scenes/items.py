@@ -30,6 +30,7 @@ from .hrefs import resolve_asset_href, without_query
 from .inputs import (
     BandRead, FileHeader, Grid, MaskRead, SceneInput, SourceItem, finest_grid, grid_for_area, read_header,
 )
+from .signing import Signer
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +60,14 @@ def item_scene(
     mask_clouds: bool = False,
     sar_modality: str | None = None,
     grid: Grid | None = None,
+    sign: Signer | None = None,
 ) -> SceneInput:
     """The scene of ``bands`` (model band names, model order) from one item, or a time stack of several.
 
     Several items become one stack, ordered by date: all of the first date's bands, then the next date's.
     The grid is ``grid`` when given, else the first date's finest needed band unless ``bbox`` / ``crs`` /
-    ``resolution`` ask for another; bands on other grids are warped onto it.
+    ``resolution`` ask for another; bands on other grids are warped onto it. ``sign`` signs remote files as
+    they are opened (:mod:`axs_lib.scenes.signing`).
 
     Raises:
         InvalidSceneError: an item lacks a band (named), publishes no usable scale, is uncalibrated SAR, has no
@@ -84,7 +87,7 @@ def item_scene(
         modalities.add(sar_modality or convention.sar_modality)
         for band in bands:
             key, location = _asset(located, band, convention)
-            header = _header(located.item, key, location)
+            header = _header(located.item, key, location, sign)
             _check_numbers(located.item, key, convention, header.dtype)
             reads.append(_band_read(located.item, key, location, band, convention))
             if located is ordered[0]:
@@ -102,12 +105,13 @@ def item_scene(
         items=tuple(sources),
         dates=tuple(_datetime(located.item) or "" for located in ordered),
         modality=modalities.pop() if kind == "sar" else None,
+        sign=sign,
     )
 
 
-def _header(item: pystac.Item, key: str, location: str) -> FileHeader:
+def _header(item: pystac.Item, key: str, location: str, sign: Signer | None) -> FileHeader:
     try:
-        return read_header(location)
+        return read_header(location, sign)
     except SourceReadError as error:
         raise SourceReadError(f"item {item.id} asset {key!r}: {error}") from None
 

@@ -16,6 +16,8 @@ Options common to the tasks:
     scale, offset: model value = stored value x scale + offset, for a local GeoTIFF that carries no metadata.
     sar_modality: ``"S1GRD"`` or ``"S1RTC"`` instead of what the source says (a local GeoTIFF is S1GRD).
     max_items: the most items a collection or search may hold.
+    sign: sign remote files as they are opened, and again when a signature expires: ``"planetary-computer"`` or
+        a function ``href -> signed href`` (:mod:`axs_lib.scenes.signing`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from .inputs import SceneInput, read_header
 from .items import LocatedItem, item_scene
 from .outputs import check_output_paths
 from .products import SAR_MODALITIES
+from .signing import Signer, signer
 from .sources import DEFAULT_MAX_ITEMS, OpenedSource, open_source
 from .windows import check_tiling
 
@@ -77,15 +80,20 @@ class SourceOptions:
     offset: float = 0.0
     sar_modality: str | None = None
     max_items: int = DEFAULT_MAX_ITEMS
+    sign: str | Signer | None = None
 
     def __post_init__(self) -> None:
+        signer(self.sign)
         if self.sar_modality is not None and self.sar_modality not in SAR_MODALITIES:
             raise InvalidSceneError(f"`sar_modality` must be one of {', '.join(SAR_MODALITIES)}, got {self.sar_modality!r}")
         if self.max_items < 1:
             raise InvalidSceneError(f"`max_items` must be at least 1, got {self.max_items}")
 
     def record(self) -> dict:
-        return {name: value for name, value in vars(self).items() if name != "max_items"}
+        record = {name: value for name, value in vars(self).items() if name not in ("max_items", "sign")}
+        if self.sign is not None:
+            record["sign"] = self.sign if isinstance(self.sign, str) else getattr(self.sign, "__name__", "a function")
+        return record
 
 
 def segment_scene(
@@ -350,7 +358,7 @@ def _scene(opened: OpenedSource, band_names: Sequence[str], frames: int, options
         )
     return item_scene(
         opened.items, band_names, bbox=options.bbox, crs=options.crs, resolution=options.resolution,
-        mask_clouds=options.mask_clouds, sar_modality=options.sar_modality,
+        mask_clouds=options.mask_clouds, sar_modality=options.sar_modality, sign=signer(options.sign),
     )
 
 
@@ -368,7 +376,7 @@ def _sar_scene(opened: OpenedSource, options: SourceOptions, linear: bool) -> Sc
         raise InvalidSceneError(f"generation takes one date; {opened.name} gives {len(opened.items)} items")
     return item_scene(
         opened.items, B.S1GRD_BANDS, bbox=options.bbox, crs=options.crs, resolution=options.resolution,
-        mask_clouds=options.mask_clouds, sar_modality=options.sar_modality,
+        mask_clouds=options.mask_clouds, sar_modality=options.sar_modality, sign=signer(options.sign),
     )
 
 
@@ -385,7 +393,7 @@ def _with_modality(scene: SceneInput, modality: str) -> SceneInput:
 
 
 def _check_no_item_options(options: SourceOptions) -> None:
-    asked = [name for name in ("bbox", "crs", "resolution") if getattr(options, name) is not None]
+    asked = [name for name in ("bbox", "crs", "resolution", "sign") if getattr(options, name) is not None]
     asked += ["mask_clouds"] if options.mask_clouds else []
     if asked:
         raise InvalidSceneError(f"{', '.join(f'`{name}`' for name in asked)} apply to STAC items; a local GeoTIFF is read on its own grid")
