@@ -176,24 +176,26 @@ class _Handler(BaseHTTPRequestHandler):
         if not file.is_file() or state.folder.resolve() not in file.parents:
             self._answer(404, b"not found")
             return
-        data = file.read_bytes()
+        size = file.stat().st_size
         wanted = self.headers.get("Range")
         match = re.fullmatch(r"bytes=(\d+)-(\d*)", wanted or "")
-        if match and int(match.group(1)) < len(data):
+        if match and int(match.group(1)) < size:
             start = int(match.group(1))
-            end = min(int(match.group(2)) if match.group(2) else len(data) - 1, len(data) - 1)
-            part = data[start : end + 1]
+            end = min(int(match.group(2)) if match.group(2) else size - 1, size - 1)
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         else:
-            part = data
+            start, end = 0, size - 1
             self.send_response(200)
+        length = end - start + 1
         self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Content-Length", str(len(part)))
-        state.log(Request(self.command, self.path, wanted, 206 if match else 200, 0 if head else len(part)))
+        self.send_header("Content-Length", str(length))
+        state.log(Request(self.command, self.path, wanted, 206 if match else 200, 0 if head else length))
         self.end_headers()
         if not head:
-            self.wfile.write(part)
+            with file.open("rb") as opened:
+                opened.seek(start)
+                self.wfile.write(opened.read(length))
 
     def _tif_request_allowed(self, state: CatalogServer) -> bool:
         """Count the request and apply the ``.tif`` faults; ``False`` when it was answered (or dropped) here."""
