@@ -152,7 +152,7 @@ CASES: dict[str, Case] = {
                 stock_builder_tiny="terramind_v1_tiny",
                 stock_kwargs={"modalities": BACKBONE_MODALITIES},
                 ours_factory="build_terramind_backbone",
-                ours_kwargs={"modalities": BACKBONE_MODALITIES, "variant": size},
+                ours_kwargs={"modalities": BACKBONE_MODALITIES, "size": size},
                 probes=(Probe("encoder.0.attn.qkv.weight", "encoder.0.attn.qkv.weight"),),
             )
             for size in ("tiny", "small", "base")

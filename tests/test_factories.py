@@ -114,12 +114,12 @@ class TestTerraMindBackbone:
         assert features[-1].shape == (2, 196, model.encoder[0].attn.qkv.in_features)
 
     def test_frozen_means_no_gradients_and_eval_mode(self, weights):
-        model = build_terramind_backbone(freeze=True)
+        model = build_terramind_backbone(freeze_encoder=True)
         assert not trainable(model)
         assert not model.training
 
     def test_unfrozen_trains_everything_and_still_comes_back_in_eval_mode(self, weights):
-        model = build_terramind_backbone(modalities=("S1GRD",), freeze=False)
+        model = build_terramind_backbone(modalities=("S1GRD",), freeze_encoder=False)
         assert set(trainable(model)) == {name for name, _ in model.named_parameters()}
         assert not model.training
 
@@ -268,9 +268,33 @@ class TestPrithviFamily:
 
 
 def test_pretrained_false_needs_no_weights_anywhere():
-    model = build_terramind_backbone(modalities=("S1GRD",), pretrained=False, freeze=True)
+    model = build_terramind_backbone(modalities=("S1GRD",), pretrained=False, freeze_encoder=True)
     assert len(model.encoder) == 24
     assert not any(p.is_meta for p in model.parameters())
+
+
+@pytest.mark.parametrize("factory, typo, meant", [
+    (build_prithvi_600, "num_clases", "num_classes"),
+    (build_terramind_generator, "timestep", "timesteps"),
+    (build_terramind_backbone, "modality", "modalities"),
+    (build_prithvi_backbone, "img_szie", "img_size"),
+])
+def test_every_factory_refuses_an_unknown_keyword_naming_the_one_meant(factory, typo, meant):
+    with pytest.raises(InvalidArgumentError, match=f"got unknown argument '{typo}' \\(did you mean '{meant}'\\?\\)"):
+        factory(**{typo: 2})
+
+
+def test_the_old_names_of_terraminds_size_and_freezing_still_work_with_a_warning():
+    with pytest.warns(FutureWarning) as warned:
+        model = build_terramind_backbone(modalities=("S1GRD",), pretrained=False, variant="tiny", freeze=False)
+    assert sorted(str(warning.message) for warning in warned) == [
+        "build_terramind_backbone(freeze=...) is deprecated: use freeze_encoder=...",
+        "build_terramind_backbone(variant=...) is deprecated: use size=...",
+    ]
+    assert model.encoder[0].norm1.normalized_shape == (192,), "TerraMind 1.0 tiny's width"
+    assert all(p.requires_grad for p in model.parameters()), "freeze=False honoured"
+    with pytest.raises(InvalidArgumentError, match="got both 'variant' and 'size'"):
+        build_terramind_backbone(variant="tiny", size="tiny")
 
 
 def test_pretrained_true_without_weights_says_how_to_get_them():

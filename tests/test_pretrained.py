@@ -325,6 +325,13 @@ class TestTrainingInterfaces:
         out.output.sum().backward()
         assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
+    def test_logits_round_trip_through_torch_save_and_load_as_an_ordinary_tensor(self, weights, images, tmp_path):
+        with torch.no_grad():
+            out = build_prithvi_600(num_classes=3, img_size=TILE)(images)
+        torch.save({"logits": out}, tmp_path / "logits.pt")
+        loaded = torch.load(tmp_path / "logits.pt")["logits"]  # weights_only, torch's default
+        assert type(loaded) is torch.Tensor and torch.equal(loaded, out.output)
+
     def test_a_terratorch_task_trains_the_model_in_training_mode_and_it_saves_like_any_other(self, weights, images, tmp_path):
         from terratorch.tasks import SemanticSegmentationTask
 

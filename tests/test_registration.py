@@ -186,6 +186,12 @@ def test_terratorchs_ckpt_path_argument_names_the_checkpoint(tiny_weights, name)
     folder = "TerraMind-1.0-large" if "terramind" in name else "Prithvi-EO-2.0-600M"
     registry = FULL_MODEL_REGISTRY if name.endswith("segmentation") else BACKBONE_REGISTRY
     kwargs = {} if "terramind" in name else {"img_size": 56}
-    assert registry.build(name, ckpt_path=str(tiny_weights / folder), **kwargs) is not None
+    built = []
+    for seed in (0, 1):  # random initialisation would differ between seeds; the checkpoint's weights do not
+        torch.manual_seed(seed)
+        built.append(registry.build(name, ckpt_path=str(tiny_weights / folder), **kwargs).state_dict())
+    encoder_weights = [key for key in built[0] if ".encoder." in f".{key}" or key.startswith(("blocks", "patch_embed", "encoder"))]
+    encoder_weights = [key for key in encoder_weights if "lora_" not in key]
+    assert encoder_weights and all(torch.equal(built[0][key], built[1][key]) for key in encoder_weights)
     with pytest.raises(CheckpointNotFoundError):
         registry.build(name, ckpt_path=str(tiny_weights / "nowhere"), **kwargs)

@@ -165,7 +165,8 @@ def test_a_tubelet_patch_size_is_honoured_for_an_encoder_trained_from_scratch(na
 def test_a_patch_size_the_checkpoint_cannot_serve_is_refused_by_name(name):
     with pytest.raises(InvalidArgumentError, match=r"patch_size=\[2, .*cannot use the patch embedding"):
         BACKBONE_REGISTRY.build(name, num_frames=4, patch_size=[2, patch(name), patch(name)])
-    assert BACKBONE_REGISTRY.build(name, patch_size=patch(name), img_size=4 * patch(name)) is not None
+    encoder = BACKBONE_REGISTRY.build(name, patch_size=patch(name), img_size=4 * patch(name))
+    assert tuple(encoder.patch_embed.patch_size)[-2:] == (patch(name), patch(name))
 
 
 def test_an_extra_band_starts_new_while_the_pretrained_bands_keep_their_weights(name, weights):

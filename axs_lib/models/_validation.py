@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 import torch
 
@@ -78,6 +81,35 @@ def known_keywords(given: Iterable[str], accepted: Iterable[str], callee: str) -
     )
 
 
+Factory = TypeVar("Factory", bound=Callable[..., object])
+
+
+def checked_factory(renamed: Mapping[str, str] | None = None) -> Callable[[Factory], Factory]:
+    """Decorate a public factory: an unknown keyword argument is an :class:`InvalidArgumentError` naming the closest
+    accepted one, and each old name in ``renamed`` (old -> new) is still accepted, with a ``FutureWarning``."""
+    renamed = dict(renamed or {})
+
+    def decorate(function: Factory) -> Factory:
+        accepted = keyword_names(function)
+
+        @functools.wraps(function)
+        def checked(*args: object, **kwargs: object) -> object:
+            for old, new in renamed.items():
+                if old not in kwargs:
+                    continue
+                if new in kwargs:
+                    raise InvalidArgumentError(f"{function.__name__} got both {old!r} and {new!r}; {old!r} is the old name of {new!r}: pass {new!r} only.")
+                warnings.warn(f"{function.__name__}({old}=...) is deprecated: use {new}=...", FutureWarning, stacklevel=2)
+                kwargs[new] = kwargs.pop(old)
+            known_keywords(kwargs, accepted, function.__name__)
+            return function(*args, **kwargs)
+
+        checked.renamed_keywords = frozenset(renamed)  # type: ignore[attr-defined]
+        return checked  # type: ignore[return-value]
+
+    return decorate
+
+
 def keyword_names(function: Callable[..., object]) -> set[str]:
     """The parameters of ``function`` that can be passed by name (not ``*args``/``**kwargs``)."""
     parameters = inspect.signature(function, follow_wrapped=False).parameters.values()
@@ -89,7 +121,7 @@ def accepted_keywords(function: Callable[..., object]) -> set[str] | None:
     on; ``None`` when it takes any (and checks them itself)."""
     names: set[str] = set()
     while function is not None:
-        names |= keyword_names(function)
+        names |= keyword_names(function) | set(getattr(function, "renamed_keywords", ()))
         parameters = inspect.signature(function, follow_wrapped=False).parameters.values()
         if not any(p.kind is p.VAR_KEYWORD for p in parameters):
             return names

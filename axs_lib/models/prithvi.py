@@ -70,10 +70,14 @@ class SegmentationLogits(torch.Tensor):
 
     ``logits.output`` is the same tensor and ``logits.auxiliary_heads`` is empty, so TerraTorch's
     ``SemanticSegmentationTask(model=...)`` and its loss handler accept it. Any operation on it returns an
-    ordinary ``torch.Tensor``; gradients flow through it as through the logits.
+    ordinary ``torch.Tensor``; gradients flow through it as through the logits. ``torch.save`` stores it as an
+    ordinary tensor, so ``torch.load`` (``weights_only`` by default) reads it back.
     """
 
     __torch_function__ = torch._C._disabled_torch_function_impl
+
+    def __reduce_ex__(self, protocol: int):
+        return self.as_subclass(torch.Tensor).__reduce_ex__(protocol)
 
     @property
     def output(self) -> torch.Tensor:
@@ -223,6 +227,7 @@ class PrithviSegmentation(SavedModelMixin, nn.Module):
         return load_folder(path, build_from_recipe, checkpoint_path, device, dtype)
 
 
+@_validation.checked_factory()
 def build_prithvi_600(
     pretrained: bool = True,
     num_classes: int = 1,
@@ -404,6 +409,7 @@ def build_prithvi_backbone(
     dtype: torch.dtype | str | None = None,
     whole_patches: bool = False,
     compile: bool = False,
+    freeze_encoder: bool = False,
     **terratorch_kwargs: Any,
 ) -> nn.Module:
     """A Prithvi EO ViT encoder as TerraTorch's builder ``variant`` makes it, loaded exactly, in eval mode.
@@ -428,6 +434,7 @@ def build_prithvi_backbone(
             blocks share one compiled graph). Compilation happens on the first call and again when the input
             shape changes, and takes seconds to a minute; later calls run the fused kernels. Needs a working
             ``torch.compile`` (Triton on CUDA, a C++ compiler on CPU).
+        freeze_encoder: no parameter requires grad (the encoder is used as a fixed feature extractor).
         terratorch_kwargs: TerraTorch's arguments, as its ``prithvi_eo_*`` builders take them: ``out_indices``,
             ``num_frames``, ``patch_size`` (refused with ``pretrained=True`` when the checkpoint's patch embedding
             cannot serve it, where TerraTorch would start it random), ``drop_path``, ``vpt``/``vpt_n_tokens``,
@@ -493,6 +500,8 @@ def build_prithvi_backbone(
     if compile:
         for block in model.blocks:
             block.compile()  # lazily: compiled on the first call, after LoRA or checkpointing may wrap the block
+    if freeze_encoder:
+        model.requires_grad_(False)
     return model.eval()
 
 

@@ -24,7 +24,7 @@ from ..errors import AxsModelError, BackboneBuildError, InvalidArgumentError, Te
 from . import _validation
 from ._terratorch import registry
 from .prithvi import build_prithvi_600, build_prithvi_backbone
-from .terramind import VARIANTS, build_terramind_backbone, build_terramind_generator
+from .terramind import SIZES, build_terramind_backbone, build_terramind_generator
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +39,15 @@ def _passes_kwargs_to(factory: Callable[..., nn.Module]) -> Callable[[Callable[.
     return mark
 
 
+def _trainable(kwargs: dict) -> dict:
+    """``kwargs`` with ``freeze_encoder=False`` unless freezing was asked for (also by its old name ``freeze``)."""
+    return kwargs if "freeze" in kwargs else {"freeze_encoder": False, **kwargs}
+
+
 @_passes_kwargs_to(build_terramind_backbone)
-def _terramind_backbone(freeze: bool = False, **kwargs: Any) -> nn.Module:
+def _terramind_backbone(**kwargs: Any) -> nn.Module:
     """:func:`build_terramind_backbone`, trainable by default as a TerraTorch backbone to fine-tune."""
-    return build_terramind_backbone(freeze=freeze, **kwargs)
+    return build_terramind_backbone(**_trainable(kwargs))
 
 
 @_passes_kwargs_to(build_terramind_generator)
@@ -70,37 +75,38 @@ PRITHVI_BACKBONE_FACTORIES: dict[str, Callable[..., nn.Module]] = {
 
 
 @_passes_kwargs_to(build_terramind_backbone)
-def _terramind_tim(freeze: bool = False, tim_modalities: Sequence[str] | None = None, **kwargs: Any) -> nn.Module:
+def _terramind_tim(tim_modalities: Sequence[str] | None = None, **kwargs: Any) -> nn.Module:
     """:func:`build_terramind_backbone` in its TiM form, with TerraTorch's default ``tim_modalities=["LULC"]``."""
-    return build_terramind_backbone(freeze=freeze, tim_modalities=tim_modalities or ("LULC",), **kwargs)
+    return build_terramind_backbone(tim_modalities=tim_modalities or ("LULC",), **_trainable(kwargs))
 
 
-def _of_variant(factory: Callable[..., nn.Module], variant: str) -> Callable[..., nn.Module]:
+def _of_size(factory: Callable[..., nn.Module], size: str) -> Callable[..., nn.Module]:
     """``factory`` for one TerraMind size, which the registered name fixes."""
 
     @_passes_kwargs_to(factory)
     def build(**kwargs: Any) -> nn.Module:
-        if "variant" in kwargs:
-            raise InvalidArgumentError(
-                f"variant={kwargs['variant']!r} cannot be passed here: the registered name builds TerraMind 1.0 "
-                f"{variant}; use axs_terramind_v1_{kwargs['variant']}... for another size."
-            )
-        return factory(variant=variant, **kwargs)
+        for name in ("size", "variant"):
+            if name in kwargs:
+                raise InvalidArgumentError(
+                    f"{name}={kwargs[name]!r} cannot be passed here: the registered name builds TerraMind 1.0 "
+                    f"{size}; use axs_terramind_v1_{kwargs[name]}... for another size."
+                )
+        return factory(size=size, **kwargs)
 
-    build.__name__ = f"{getattr(factory, '__name__', 'build')}_{variant}"
+    build.__name__ = f"{getattr(factory, '__name__', 'build')}_{size}"
     return build
 
 
-def _refused_encdec(variant: str) -> Callable[..., nn.Module]:
+def _refused_encdec(size: str) -> Callable[..., nn.Module]:
     def refuse(**kwargs: Any) -> nn.Module:
         raise UnsupportedModelError(
-            f"axs_terramind_v1_{variant}_encdec",
-            f"TerraTorch's own terramind_v1_{variant}_encdec builder does not build in TerraTorch 1.2 (its TerraMind "
+            f"axs_terramind_v1_{size}_encdec",
+            f"TerraTorch's own terramind_v1_{size}_encdec builder does not build in TerraTorch 1.2 (its TerraMind "
             "model gets arguments it does not take, such as pretrained_bands)",
-            f"axs_terramind_v1_{variant}_generate for generation or axs_terramind_v1_{variant} for features",
+            f"axs_terramind_v1_{size}_generate for generation or axs_terramind_v1_{size} for features",
         )
 
-    refuse.__name__ = f"refuse_terramind_v1_{variant}_encdec"
+    refuse.__name__ = f"refuse_terramind_v1_{size}_encdec"
     return refuse
 
 
@@ -125,12 +131,12 @@ class RegisteredName:
 
 TERRAMIND_NAMES: tuple[RegisteredName, ...] = tuple(
     entry
-    for variant in reversed(VARIANTS)
+    for size in reversed(SIZES)
     for entry in (
-        RegisteredName(f"axs_terramind_v1_{variant}", "backbone", _of_variant(_terramind_backbone, variant)),
-        RegisteredName(f"axs_terramind_v1_{variant}_tim", "backbone", _of_variant(_terramind_tim, variant)),
-        RegisteredName(f"axs_terramind_v1_{variant}_generate", "full_model", _of_variant(_terramind_generator, variant)),
-        RegisteredName(f"axs_terramind_v1_{variant}_encdec", "full_model", _refused_encdec(variant), refused=True),
+        RegisteredName(f"axs_terramind_v1_{size}", "backbone", _of_size(_terramind_backbone, size)),
+        RegisteredName(f"axs_terramind_v1_{size}_tim", "backbone", _of_size(_terramind_tim, size)),
+        RegisteredName(f"axs_terramind_v1_{size}_generate", "full_model", _of_size(_terramind_generator, size)),
+        RegisteredName(f"axs_terramind_v1_{size}_encdec", "full_model", _refused_encdec(size), refused=True),
     )
 )
 """``axs_`` + TerraTorch's builder name, for every TerraMind 1.0 size; ``_encdec`` is registered only to refuse."""

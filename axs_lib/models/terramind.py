@@ -34,8 +34,8 @@ TIMESTEPS_RANGE = (1, 1000)
 """Diffusion steps of the tokenizer decoder: TerraTorch's DDIM scheduler takes at most the 1000 steps the decoders
 were trained with (``num_train_timesteps``); 50 is TerraTorch's default, 6 the low-memory setting."""
 
-VARIANTS = TERRAMIND_SIZES
-"""The TerraMind 1.0 sizes every factory builds (``variant=``); ``"large"`` by default."""
+SIZES = TERRAMIND_SIZES
+"""The TerraMind 1.0 sizes every factory builds (``size=``); ``"large"`` by default."""
 
 GENERATOR_INPUTS = tuple(TERRAMIND_MODALITIES)
 GENERATOR_OUTPUTS = tuple(name for name, modality in TERRAMIND_MODALITIES.items() if modality.generatable)
@@ -135,6 +135,7 @@ def _input_check(bands: Mapping[str, Sequence[str]]):
     return check
 
 
+@_validation.checked_factory(renamed={"variant": "size"})
 def build_terramind_generator(
     input_modalities: Sequence[str] = ("S1GRD",),
     output_modalities: Sequence[str] = ("S2L2A",),
@@ -144,7 +145,7 @@ def build_terramind_generator(
     checkpoint_path: str | os.PathLike | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | str | None = None,
-    variant: str = "large",
+    size: str = "large",
     top_p: float = 0.8,
     top_k: int = 0,
     temps: float = 1.0,
@@ -167,7 +168,8 @@ def build_terramind_generator(
         device: where the weights are loaded (default CPU).
         dtype: ``torch.float32`` (default: as stored), ``torch.float16``, ``torch.bfloat16`` or a name such
             as ``"bf16"``.
-        variant: the TerraMind 1.0 size, one of ``VARIANTS`` (``"tiny"``, ``"small"``, ``"base"``, ``"large"``).
+        size: the TerraMind 1.0 size, one of ``SIZES`` (``"tiny"``, ``"small"``, ``"base"``, ``"large"``); the old
+            name ``variant=`` is still accepted, with a ``FutureWarning``.
         top_p, top_k: nucleus and top-k sampling of the generated tokens (0 switches either off), as TerraTorch.
         temps: sampling temperature (> 0), one value for every output, as TerraTorch 1.2 applies it.
         decoding_steps: token decoding steps per image output; only TerraTorch's default 1 works (see
@@ -177,7 +179,7 @@ def build_terramind_generator(
         InvalidArgumentError: unknown or empty modalities, a value out of range.
         CheckpointNotFoundError, CorruptCheckpointError, CheckpointMismatchError: see ``axs_lib.errors``.
     """
-    spec = _spec(variant)
+    spec = _spec(size)
     inputs = _validation.modality_names(_supported(input_modalities), "input_modalities", GENERATOR_INPUTS)
     outputs = _validation.modality_names(_supported(output_modalities), "output_modalities", GENERATOR_OUTPUTS)
     sampling = {
@@ -215,14 +217,15 @@ def build_terramind_generator(
     return TerraMindGenerator(model, inputs, outputs).eval()
 
 
+@_validation.checked_factory(renamed={"variant": "size", "freeze": "freeze_encoder"})
 def build_terramind_backbone(
     modalities: Sequence[str | Mapping[str, int]] = ("S1GRD", "S2L2A"),
     pretrained: bool = True,
-    freeze: bool = True,
+    freeze_encoder: bool = True,
     checkpoint_path: str | os.PathLike | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | str | None = None,
-    variant: str = "large",
+    size: str = "large",
     bands: Mapping[str, Sequence[str]] | None = None,
     merge_method: str | None = "mean",
     img_size: int = 224,
@@ -242,13 +245,14 @@ def build_terramind_backbone(
             checkpoint must be on disk), and new ones as ``{"NAME": channels}``: their patch embedding is new,
             randomly initialised, and listed in one INFO log line.
         pretrained: load the local TerraMind checkpoint; ``False`` gives random weights.
-        freeze: no parameter requires grad. Either way the model is returned in eval mode; call
+        freeze_encoder: no parameter requires grad (old name ``freeze=``, deprecated). Either way the model is
+            returned in eval mode; call
             ``model.train()`` before fine-tuning it, in a plain loop and before Lightning's ``fit`` alike.
         checkpoint_path: TerraMind's file or folder, instead of searching the default locations.
         device: where the weights are loaded (default CPU).
         dtype: ``torch.float32`` (default: as stored), ``torch.float16``, ``torch.bfloat16`` or a name such
             as ``"bf16"``; inputs must be given in the same dtype.
-        variant: the TerraMind 1.0 size, one of ``VARIANTS``.
+        size: the TerraMind 1.0 size, one of ``SIZES`` (old name ``variant=``, deprecated).
         bands: per raw modality, the bands the input has, in order (``{"S2L2A": ["RED", "GREEN", "BLUE"]}``):
             pretrained bands keep their weights, others are new, as TerraTorch's ``bands`` does.
         merge_method: how the modalities' tokens are merged, one of ``MERGE_METHODS`` (``"concat"`` adds a
@@ -259,7 +263,7 @@ def build_terramind_backbone(
         tim_modalities: build TerraTorch's TiM backbone, which first generates these modalities (among
             ``TIM_MODALITIES``; their tokenizer checkpoints must be on disk) and encodes them with the inputs.
     """
-    spec = _spec(variant)
+    spec = _spec(size)
     names, new_modalities = _backbone_modalities(modalities)
     tim = None if tim_modalities is None else _validation.modality_names(tim_modalities, "tim_modalities", TIM_MODALITIES)
     input_bands = _checked_bands(bands, names, tim)
@@ -310,15 +314,15 @@ def build_terramind_backbone(
     if bands:
         model = place(_adapt_bands(model, bands), device, dtype)
     model.register_forward_pre_hook(_input_check(input_bands), with_kwargs=True)
-    if freeze:
+    if freeze_encoder:
         model.requires_grad_(False)
     return model.eval()
 
 
-def _spec(variant: object) -> ModelSpec:
-    if variant not in VARIANTS:
-        raise InvalidArgumentError(f"variant must be one of {', '.join(map(repr, VARIANTS))}, got {variant!r}.")
-    return KNOWN_MODELS[terramind_model(variant)]
+def _spec(size: object) -> ModelSpec:
+    if size not in SIZES:
+        raise InvalidArgumentError(f"size must be one of {', '.join(map(repr, SIZES))}, got {size!r}.")
+    return KNOWN_MODELS[terramind_model(size)]
 
 
 def _backbone_modalities(modalities: object) -> tuple[tuple[str, ...], dict[str, int]]:

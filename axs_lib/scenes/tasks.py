@@ -567,7 +567,7 @@ def _generator(generation: products.Generation, modality: str, device: torch.dev
     if modality not in models:
         models[modality] = build_terramind_generator(
             input_modalities=(modality,), timesteps=generation.timesteps, checkpoint_path=generation.checkpoint_path,
-            device=device, dtype=generation.dtype, variant=generation.generator,
+            device=device, dtype=generation.dtype, size=generation.generator,
         ).eval()
     return models[modality]
 
