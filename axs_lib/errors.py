@@ -156,7 +156,7 @@ class NotASavedModelError(AxsModelError, ValueError):
         self.path = path
         super().__init__(
             f"{path} is not a saved axs_lib model: {reason}\n"
-            "PrithviSegmentation.from_pretrained reads a folder written by PrithviSegmentation.save_pretrained "
+            "SegmentationModel.from_pretrained reads a folder written by SegmentationModel.save_pretrained "
             "(config.json with model_type 'axs_prithvi_segmentation') or a TerraTorch Lightning checkpoint (.ckpt) "
             "of a segmentation task whose backbone is an axs_* model. For the published foundation weights use "
             "build_prithvi_600(checkpoint_path=...) or build_terramind_*(checkpoint_path=...)."
@@ -181,7 +181,7 @@ class SavedModelNotFoundError(AxsModelError, FileNotFoundError):
     def __init__(self, path: Path):
         self.path = path
         super().__init__(
-            f"{path} does not exist. Pass a folder written by PrithviSegmentation.save_pretrained "
+            f"{path} does not exist. Pass a folder written by SegmentationModel.save_pretrained "
             "or a TerraTorch Lightning checkpoint (.ckpt)."
         )
 

@@ -55,7 +55,7 @@ def isolated_search(tmp_path, monkeypatch):
     monkeypatch.delenv("AXS_WEIGHTS_DIR", raising=False)
     monkeypatch.setenv("HF_HUB_CACHE", str(empty / "hf-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(discovery, "PROJECT_WEIGHTS_DIR", empty / "weights-hf")
+    monkeypatch.setattr(discovery, "DEFAULT_WEIGHTS_DIR", empty / "weights-hf")
     return empty
 
 

@@ -22,7 +22,7 @@ def run(args: list[str], env_overrides: dict[str, str], *, project_weights: Path
     env = process_environment(**{"AXS_WEIGHTS_DIR": None, "HF_HUB_OFFLINE": "1", **env_overrides})
     launcher = (
         "import runpy, sys; import axs_lib.weights.discovery as d; "
-        f"d.PROJECT_WEIGHTS_DIR = __import__('pathlib').Path({str(project_weights)!r}); "
+        f"d.DEFAULT_WEIGHTS_DIR = __import__('pathlib').Path({str(project_weights)!r}); "
         "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
     )
     return subprocess.run(

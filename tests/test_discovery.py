@@ -49,7 +49,7 @@ def test_search_order_is_env_then_project_then_hf_cache(prithvi_file, use_weight
     project_file = place(tmp_path / "project", source=prithvi_file)
     cache_file = place(tmp_path / "cache", "snapshot", source=prithvi_file)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(discovery, "PROJECT_WEIGHTS_DIR", tmp_path / "project")
+    monkeypatch.setattr(discovery, "DEFAULT_WEIGHTS_DIR", tmp_path / "project")
 
     assert find_checkpoint(SPEC).path == project_file
     use_weights(tmp_path / "env")
@@ -90,7 +90,7 @@ def test_missing_checkpoint_lists_every_place_and_the_download_command(use_weigh
         find_checkpoint(SPEC)
     message = str(raised.value)
     assert str(tmp_path / "my-weights") in message
-    assert str(discovery.PROJECT_WEIGHTS_DIR) in message
+    assert str(discovery.DEFAULT_WEIGHTS_DIR) in message
     assert "axs-setup --models Prithvi-EO-2.0-600M" in message
     assert "pretrained=False" in message
     assert isinstance(raised.value, FileNotFoundError)

@@ -20,7 +20,7 @@ from axs_lib.models import PrithviSegmentation
 from axs_lib.cli.scenes import main
 from axs_lib.demo.synthetic_scene import write_synthetic_scene
 from axs_lib.models.pretrained import base_fingerprint
-from axs_lib.models.prithvi import build_from_recipe
+from axs_lib.models.segmentation import build_from_recipe
 from axs_lib.weights.catalog import KNOWN_MODELS
 from test_pretrained import LOAD_IN_FRESH_PROCESS, load_in_fresh_process
 from helpers import process_environment

@@ -134,3 +134,47 @@ def test_processes_the_tests_start_import_the_package_under_test(tmp_path, monke
 
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()) == Path(axs_lib.__file__).resolve()
+
+
+def test_installed_from_a_wheel_the_default_weights_folder_is_the_users_not_site_packages(tmp_path):
+    """A non-editable install into a fresh venv (its dependencies seen through this environment's site-packages)."""
+    import site
+    import sysconfig
+
+    checkout = Path(axs_lib.__file__).resolve().parents[1]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    venv_site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                    check=True, capture_output=True, text=True).stdout.strip())
+    ours = [path for path in site.getsitepackages() if Path(path).is_dir()] or [sysconfig.get_paths()["purelib"]]
+    (venv_site / "dependencies.pth").write_text("\n".join(ours) + "\n")  # a path, not a site dir: no editable finder
+    environment = {**process_environment(PYTHONPATH=None), "XDG_DATA_HOME": str(tmp_path / "data")}
+    install = subprocess.run(
+        [python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", str(checkout)],
+        capture_output=True, text=True, cwd=tmp_path, env=environment, timeout=600,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+
+    where = subprocess.run(
+        [python, "-c", "import axs_lib, axs_lib.weights.discovery as d; print(axs_lib.__file__); print(d.DEFAULT_WEIGHTS_DIR)"],
+        capture_output=True, text=True, cwd=tmp_path, env=environment, timeout=120,
+    )
+    package, weights = where.stdout.split()
+    assert Path(package).is_relative_to(venv_site), "the installed copy, not the checkout"
+    assert Path(weights) == tmp_path / "data" / "axs_lib" / "weights" / "hf"
+    usage = subprocess.run([venv / "bin" / "axs-setup", "--help"], capture_output=True, text=True, cwd=tmp_path,
+                           env=environment, timeout=120)
+    assert usage.returncode == 0 and str(tmp_path / "data" / "axs_lib" / "weights" / "hf") in "".join(usage.stdout.split())
+    assert "``" not in usage.stdout, "plain text, not reStructuredText"
+
+
+def test_the_saved_folder_and_lightning_formats_know_files_and_state_dicts_not_the_model_class():
+    import ast
+
+    models = Path(__file__).resolve().parents[1] / "axs_lib" / "models"
+    for name in ("pretrained.py", "lightning_checkpoint.py"):
+        source = (models / name).read_text()
+        imported = {node.module for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)}
+        assert not imported & {"segmentation", "prithvi", "terramind"}, name
+        assert "TYPE_CHECKING" not in source, name

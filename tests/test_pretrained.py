@@ -123,7 +123,7 @@ class TestRoundTrip:
         folder = model.save_pretrained(tmp_path / "my-model")
         loaded = load_in_fresh_process(folder, images, tmp_path, weights, LOAD_WITH_TRANSFORMERS_ONLY)
         assert torch.equal(loaded["auto"], logits(model, images))
-        assert loaded["class"] == "PrithviSegmentation"
+        assert loaded["class"] == "SegmentationModel"
         fingerprint = base_fingerprint(weights / PRITHVI_600M / "Prithvi_EO_V2_600M.pt")
         assert loaded["base"] == f"{PRITHVI_600M}@{fingerprint}"
 
@@ -152,6 +152,26 @@ class TestRoundTrip:
 
 
 class TestFolder:
+    def test_a_folder_saved_before_the_rename_to_segmentation_model_loads_unchanged(self, weights, images, tmp_path):
+        """tests/data/folder_saved_before_rename: the config.json and tensor names a save wrote before the rename."""
+        from axs_lib.models import SegmentationModel
+
+        before = Path(__file__).parent / "data" / "folder_saved_before_rename"
+        torch.manual_seed(0)
+        saved_model = build_prithvi_600(num_classes=2, img_size=56)
+        folder = saved_model.save_pretrained(tmp_path / "saved")
+        for name, shapes in json.loads((before / "tensor_shapes.json").read_text()).items():
+            with safe_open(folder / name, framework="pt") as saved:
+                assert {key: list(saved.get_slice(key).get_shape()) for key in saved.keys()} == shapes, name
+        old, new = (json.loads(path.read_text()) for path in (before / "config.json", folder / "config.json"))
+        for entry in ("model_type", "architectures", "format_version", "build", "base_model", "auto_map"):
+            assert new[entry] == old[entry], entry
+
+        (folder / "config.json").write_text((before / "config.json").read_text())
+        reloaded = PrithviSegmentation.from_pretrained(folder)
+        assert PrithviSegmentation is SegmentationModel and type(reloaded) is SegmentationModel
+        assert torch.equal(logits(reloaded, images), logits(saved_model, images))
+
     def test_hugging_face_layout_with_only_what_fine_tuning_changed(self, weights, tmp_path):
         model = fine_tune(build_prithvi_600(num_classes=3, img_size=TILE))
         folder = model.save_pretrained(tmp_path / "m")

@@ -84,7 +84,7 @@ def test_segment_gives_prithvi_its_pretraining_standardisation_and_the_mean_at_n
 
 
 def test_segment_gives_a_terramind_s1grd_model_its_own_db_statistics(terramind, work, capsys):
-    from axs_lib.models.prithvi import build_from_recipe
+    from axs_lib.models.segmentation import build_from_recipe
     from test_family_saves import terramind_model_args
 
     model = build_from_recipe("EncoderDecoderFactory", terramind_model_args("tiny", "S1GRD"), pretrained=True,
@@ -230,7 +230,7 @@ def test_the_weights_fingerprint_is_the_same_in_the_run_record_the_tags_and_the_
 def test_segment_standardises_with_each_base_models_own_statistics(weights_dir, work, capsys):
     from terratorch.models.backbones.prithvi_vit import prithvi_cfgs
 
-    from axs_lib.models.prithvi import build_from_recipe
+    from axs_lib.models.segmentation import build_from_recipe
     from test_family_saves import model_args, tile
 
     name = "Prithvi-EO-1.0-100M"  # its own pretraining statistics, not 2.0's

@@ -122,6 +122,49 @@ def test_pipeline_gives_the_optical_scene_of_sar_to_optical_and_its_classes(scen
     assert (classes[hole_mask()] == 255).all() and (classes[~hole_mask()] < CLASSES).all()
 
 
+def test_stream_model_standardises_a_segmentation_models_input_with_its_pretraining_statistics(segmentation_folder, work):
+    from axs_lib.models import SegmentationModel
+    from axs_lib.scenes import stream_model
+    from axs_lib.weights.catalog import KNOWN_MODELS, PRITHVI_600M
+
+    model = SegmentationModel.from_pretrained(segmentation_folder)
+    base = KNOWN_MODELS[PRITHVI_600M]  # the pretraining statistics the catalog publishes for Prithvi EO 2.0
+    raw = np.random.default_rng(4).uniform(0, 4000, (6, 70, 90))
+    standardised = (raw - np.array(base.mean)[:, None, None]) / np.array(base.std)[:, None, None]
+    windows = {"tile": 56, "overlap": 14}
+
+    by_model = stream_model(model, write_raster(work / "raw.tif", raw, nodata=None), work / "a.tif", **windows)
+    by_hand = stream_model(model, write_raster(work / "std.tif", standardised, nodata=None), work / "b.tif",
+                           standardize=False, **windows)
+    unstandardised = stream_model(model, work / "raw.tif", work / "c.tif", standardize=False, **windows)
+    np.testing.assert_allclose(read(by_model), read(by_hand), atol=1e-4)
+    assert not np.allclose(read(by_model), read(unstandardised), atol=1e-2)
+
+
+@pytest.mark.parametrize("given", ["Prithvi-EO-2.0-600M", "Prithvi-EO-2.0-600M/Prithvi_EO_V2_600M.pt"])
+def test_foundation_weights_given_as_the_model_say_that_segment_needs_a_fine_tuned_one(scenes, tiny_weights, work, capsys, given):
+    output = work / "classes.tif"
+    assert main(["segment", str(scenes["optical"]), str(output), "--model", str(tiny_weights / given)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "holds the foundation weights of Prithvi-EO-2.0-600M, not a fine-tuned model" in error
+    assert "--model takes a segmentation model fine-tuned from them" in error and "docs/fine_tuning.md" in error
+    assert not output.exists()
+
+
+def test_an_existing_output_is_refused_before_the_model_loads(scenes, segmentation_folder, work, capsys, monkeypatch):
+    from axs_lib.models import SegmentationModel
+
+    def loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(SegmentationModel, "_from_pretrained", classmethod(loading))
+    output = work / "classes.tif"
+    output.write_bytes(b"kept")
+    assert main(["segment", str(scenes["optical"]), str(output), "--model", str(segmentation_folder)]) == 2
+    assert f"error: {output} exists; pass --overwrite to replace it" in capsys.readouterr().err
+    assert output.read_bytes() == b"kept"
+
+
 @pytest.mark.parametrize(
     ("arguments", "complaint"),
     [

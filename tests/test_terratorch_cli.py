@@ -137,3 +137,18 @@ def test_the_lightning_checkpoint_segments_a_whole_scene_with_the_scene_command(
     with rasterio.open(tmp_path / "classes.tif") as src:
         classes = src.read(1)
     assert classes.shape == (60, 75) and set(np.unique(classes)) <= {0, 1}
+
+
+def test_neck_indices_beyond_the_encoders_depth_are_one_error_line_naming_both_before_terratorch_starts(tiny_weights, tmp_path):
+    config = prepare(tmp_path)
+    values = yaml.safe_load(config.read_text())
+    values["model"]["init_args"]["model_args"]["necks"][0]["indices"] = [7, 15, 23, 31]  # the 600M's, on 4 blocks
+    config.write_text(yaml.safe_dump(values))
+
+    result = run_cli(["fit", "--config", str(config)], cwd=tmp_path, weights=tiny_weights)
+
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-3000:]
+    assert result.stderr.startswith(f"error: {config}: the SelectIndices neck takes blocks [7, 15, 23, 31], but "
+                                    "axs_prithvi_eo_v2_600 (Prithvi-EO-2.0-600M, weights ")
+    assert "has 4 blocks, 0 to 3; use indices within them, e.g. [0, 1, 2, 3]" in result.stderr
+    assert not (tmp_path / "run").exists(), "nothing was trained"

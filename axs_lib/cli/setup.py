@@ -1,4 +1,6 @@
-"""Download the known checkpoints into ``weights/hf/<Name>/`` and convert them to safetensors.
+"""Download the known checkpoints into the default weights folder (``<folder>/<Name>/``) and convert them to
+safetensors; the folder is the checkout's ``weights/hf/`` from a source checkout, else
+``~/.local/share/axs_lib/weights/hf`` (:data:`axs_lib.weights.discovery.DEFAULT_WEIGHTS_DIR`).
 
     axs-setup                                    # everything, then convert
     axs-setup --models Prithvi-EO-2.0-600M
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from axs_lib.cli.errors import BAD_INPUT, FAILED, fail
 from axs_lib.weights.catalog import CONVERTED_FILENAME, KNOWN_MODELS, ModelSpec
-from axs_lib.weights.discovery import PROJECT_WEIGHTS_DIR, setup_command
+from axs_lib.weights.discovery import DEFAULT_WEIGHTS_DIR, setup_command
 from axs_lib.weights.provenance import conversion_is_current
 
 logger = logging.getLogger(__name__)
@@ -67,11 +69,15 @@ def _download_failure(error: BaseException, spec: ModelSpec, weights_dir: Path) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="axs-setup", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="axs-setup",
+        description=f"Download the known checkpoints into {DEFAULT_WEIGHTS_DIR}/<Name>/ (or --weights-dir) and "
+        "convert them to safetensors.",
+    )
     parser.add_argument("--models", nargs="+", choices=sorted(KNOWN_MODELS), metavar="NAME",
                         help=f"which models (default: all): {', '.join(KNOWN_MODELS)}")
-    parser.add_argument("--weights-dir", type=Path, default=PROJECT_WEIGHTS_DIR,
-                        help=f"where to put them (default: {PROJECT_WEIGHTS_DIR})")
+    parser.add_argument("--weights-dir", type=Path, default=DEFAULT_WEIGHTS_DIR,
+                        help=f"where to put them (default: {DEFAULT_WEIGHTS_DIR})")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--convert-only", action="store_true", help="only convert files already downloaded")
     mode.add_argument("--no-convert", action="store_true", help="download without converting to safetensors")

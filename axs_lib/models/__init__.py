@@ -1,7 +1,7 @@
 """axs_lib.models: TerraMind and Prithvi foundation models from local checkpoints, exactly loaded.
 
 Importing this package registers the models in TerraTorch's registries (see :func:`register_all_models`),
-and the folders ``PrithviSegmentation.save_pretrained`` writes with transformers' ``AutoConfig``/``AutoModel``.
+and the folders ``SegmentationModel.save_pretrained`` writes with transformers' ``AutoConfig``/``AutoModel``.
 The names for weights on disk (catalog, discovery, conversion) come from :mod:`axs_lib.weights` and the
 exceptions from :mod:`axs_lib.errors`; both are re-exported here.
 """
@@ -26,6 +26,7 @@ from ..errors import (
     UnsupportedModelError,
     WrongModuleImportError,
 )
+from .segmentation import SegmentationModel
 from .prithvi import PrithviSegmentation, build_prithvi_600, build_prithvi_600_backbone, build_prithvi_backbone
 from .registration import REGISTERED_NAMES, RegistrationReport, register_all_models
 from .terramind import build_terramind_backbone, build_terramind_generator
@@ -47,6 +48,7 @@ __all__ = [
     "NoModelsFoundError",
     "NotASavedModelError",
     "PrithviSegmentation",
+    "SegmentationModel",
     "RegistrationReport",
     "SavedModelNotFoundError",
     "TerraTorchUnavailableError",

@@ -1,4 +1,4 @@
-"""transformers' ``AutoConfig`` / ``AutoModel`` for the folders ``PrithviSegmentation.save_pretrained`` writes (:mod:`axs_lib.models.pretrained`).
+"""transformers' ``AutoConfig`` / ``AutoModel`` for the folders ``SegmentationModel.save_pretrained`` writes (:mod:`axs_lib.models.pretrained`).
 
 Only those folders (``config.json`` with ``model_type: axs_prithvi_segmentation``) are served. Each folder's
 ``auto_map`` names these classes through its ``modeling_axs_lib.py``, so ``trust_remote_code=True`` opens it in a
@@ -6,7 +6,7 @@ process that has not imported axs_lib. The published
 Prithvi ``config.json`` has no ``model_type`` (transformers routes it to timm) and the TerraMind repositories
 ship no ``config.json``; load those with the ``build_*`` factories.
 
-``AutoModel.from_pretrained`` hands the folder to :meth:`PrithviSegmentation.from_pretrained`, which loads
+``AutoModel.from_pretrained`` hands the folder to :meth:`SegmentationModel.from_pretrained`, which loads
 every weight strictly: transformers' own ``PreTrainedModel`` loading would build on ``meta``, re-initialise
 injected weights in ``post_init``, leave the computed position embedding empty and only log missing keys.
 """
@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig
 
 from ..errors import InvalidArgumentError
 from .pretrained import MODEL_TYPE
-from .prithvi import PrithviSegmentation
+from .segmentation import SegmentationModel
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +34,13 @@ _TRANSFORMERS_PLUMBING = frozenset({
 
 
 class AxsPrithviSegmentationConfig(PretrainedConfig):
-    """The ``config.json`` of a saved :class:`PrithviSegmentation`, as transformers reads it."""
+    """The ``config.json`` of a saved :class:`SegmentationModel`, as transformers reads it."""
 
     model_type = MODEL_TYPE
 
 
 class AxsPrithviSegmentationAutoModel:
-    """What ``AutoModel`` calls for ``model_type: axs_prithvi_segmentation``; returns a :class:`PrithviSegmentation`."""
+    """What ``AutoModel`` calls for ``model_type: axs_prithvi_segmentation``; returns a :class:`SegmentationModel`."""
 
     config_class = AxsPrithviSegmentationConfig
 
@@ -54,7 +54,7 @@ class AxsPrithviSegmentationAutoModel:
         device: torch.device | str | None = None,
         dtype: torch.dtype | str | None = None,
         **kwargs: Any,
-    ) -> PrithviSegmentation:
+    ) -> SegmentationModel:
         torch_dtype = kwargs.pop("torch_dtype", None)
         dtype = dtype if dtype is not None else torch_dtype
         unknown = sorted(set(kwargs) - _TRANSFORMERS_PLUMBING)
@@ -63,7 +63,7 @@ class AxsPrithviSegmentationAutoModel:
                 f"AutoModel.from_pretrained for {MODEL_TYPE} takes checkpoint_path, device and dtype; "
                 f"got {', '.join([*map(repr, model_args), *unknown])}"
             )
-        return PrithviSegmentation.from_pretrained(
+        return SegmentationModel.from_pretrained(
             path, checkpoint_path=checkpoint_path, device=device, dtype=None if dtype == "auto" else dtype
         )
 

@@ -1,4 +1,5 @@
-"""A fine-tuned Prithvi segmentation model as a Hugging Face style folder, written atomically and read back exactly.
+"""The folder format of a saved fine-tuned model, in Hugging Face conventions: its files, state dicts and config
+dicts (what goes in is the model class's: :meth:`SegmentationModel._save_pretrained` and ``_from_pretrained``).
 
 The folder::
 
@@ -21,7 +22,6 @@ encoder unfrozen.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -30,7 +30,7 @@ import shutil
 from collections.abc import Callable, Iterable
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -52,10 +52,6 @@ from ..weights.provenance import safetensors_metadata
 from ..weights.reading import read_state_dict
 from . import _validation
 from .loading import check_saved_tensors
-from .recipe import base_model_spec
-
-if TYPE_CHECKING:
-    from .prithvi import PrithviSegmentation
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +59,12 @@ MODEL_TYPE = "axs_prithvi_segmentation"
 """``model_type`` in ``config.json``; also the name registered with transformers' ``AutoConfig``."""
 
 FORMAT_VERSION = 1
+ARCHITECTURES = ["PrithviSegmentation"]
+"""``architectures`` in ``config.json``: the class's name when the format was set, kept so that folders of every
+version read alike (the class is now :class:`~axs_lib.models.segmentation.SegmentationModel`)."""
 WEIGHTS_FILENAME = "model.safetensors"
 ADAPTER_WEIGHTS_FILENAME = "adapter_model.safetensors"
 BASE_FOLDER = "base"
-ENCODER_PREFIX = "model.encoder."
 
 REMOTE_CODE_MODULE = "modeling_axs_lib"
 """The module file written into each folder for transformers' remote-code loading (``auto_map``)."""
@@ -94,68 +92,53 @@ _CONFIG_ENTRIES = (
 """Every ``config.json`` entry loading reads: dotted name, JSON type, that type in words, what it holds."""
 
 
-def write_folder(model: PrithviSegmentation, folder: Path, include_base: bool = False) -> None:
-    """Write ``model``'s files (see the module docstring for the layout) into the new, empty ``folder``.
+def write_folder(
+    folder: Path,
+    config: dict[str, Any],
+    weights: dict[str, torch.Tensor],
+    *,
+    base: tuple[Path, ModelSpec] | None = None,
+    include_base: bool = False,
+    write_adapter: Callable[[Path], None] | None = None,
+) -> None:
+    """Write a model's files (see the module docstring for the layout) into the new, empty ``folder``.
 
     Args:
+        config: the model's own ``config.json`` entries (see ``_CONFIG_ENTRIES``); the format's entries
+            (``model_type``, ``format_version``, ``architectures``, ``axs_lib_version``, ``auto_map``) are added here.
+        weights: the tensors of ``model.safetensors``.
+        base: the base weights file the model refers to, and its catalog entry.
         include_base: also copy the base encoder weights into ``folder/base``, so that loading needs no
             other file. Without it the folder is small and refers to the base model by name and fingerprint.
+        write_adapter: writes PEFT's adapter files into the folder it is given.
     """
-    if model.build_recipe is None:
-        raise InvalidArgumentError(
-            "save_pretrained needs a model made by build_prithvi_600 or from_pretrained (it records how to rebuild "
-            "the model); this one was built another way"
-        )
-    recipe = model.build_recipe
-    base_spec = base_model_spec(recipe.factory, recipe.arguments)
-    base_file = find_checkpoint(base_spec, recipe.checkpoint_path) if recipe.pretrained else None
-    trainable = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
-    from_base = base_file is not None and recipe.encoder_is_base
-
-    def kept(key: str) -> bool:
-        if _is_adapter_key(key):
-            return False
-        if not from_base or not key.startswith(ENCODER_PREFIX):
-            return True
-        return key in trainable or ".patch_embed." in key
-
-    weights = {key: value for key, value in model.state_dict().items() if kept(key)}
-    config = {
+    document = {
         "model_type": MODEL_TYPE,
         "format_version": FORMAT_VERSION,
-        "architectures": [type(model).__name__],
+        "architectures": ARCHITECTURES,
         "axs_lib_version": __version__,
-        "in_channels": model.in_channels,
-        "num_classes": model.num_classes,
-        "patch_size": model.patch_size,
-        "dtype": str(model.head_dtype).removeprefix("torch."),
-        "build": {"factory": recipe.factory, "arguments": _json_ready(recipe.arguments, "build arguments")},
-        "base_model": None,
+        **config,
         "auto_map": _AUTO_MAP,
     }
-    if base_file is not None:
-        config["base_model"] = {
-            "name": base_spec.name,
-            "repo_id": base_spec.repo_id,
-            "fingerprint": base_fingerprint(base_file.path),
-            "frozen_weights_from_base": from_base,
-            "included": include_base,
-        }
-
     save_state_dict(weights, folder / WEIGHTS_FILENAME)
-    encoder = model.model.encoder
-    if _is_peft_model(encoder):
-        if config["base_model"] is not None:
-            base_name = f"{config['base_model']['name']}@{config['base_model']['fingerprint']}"
-            for adapter in encoder.peft_config.values():  # what peft's save_pretrained writes as the base
-                adapter.base_model_name_or_path = base_name
-        # no embedding layers to save, and "auto" would look the base's name up on the Hub
-        encoder.save_pretrained(str(folder), save_embedding_layers=False)
-    if base_file is not None and include_base:
-        _write_base_copy(base_file.path, folder / BASE_FOLDER, base_spec)
+    if write_adapter is not None:
+        write_adapter(folder)
+    if base is not None and include_base:
+        _write_base_copy(base[0], folder / BASE_FOLDER, base[1])
     (folder / f"{REMOTE_CODE_MODULE}.py").write_text(_REMOTE_CODE)
-    (folder / CONFIG_FILENAME).write_text(json.dumps(config, indent=2) + "\n")
+    (folder / CONFIG_FILENAME).write_text(json.dumps(document, indent=2) + "\n")
     logger.debug("%d tensors written, base %s", len(weights), "included" if include_base else "referred to")
+
+
+def base_model_entry(base: Path, spec: ModelSpec, frozen_weights_from_base: bool, include_base: bool) -> dict[str, Any]:
+    """``config.json``'s ``base_model`` entry for the base weights file ``base`` of ``spec``."""
+    return {
+        "name": spec.name,
+        "repo_id": spec.repo_id,
+        "fingerprint": base_fingerprint(base),
+        "frozen_weights_from_base": frozen_weights_from_base,
+        "included": include_base,
+    }
 
 
 def base_fingerprint(path: Path) -> str:
@@ -236,91 +219,67 @@ def _check_config_entries(config: dict[str, Any], config_path: Path) -> None:
         )
 
 
-BuildFunction = Callable[..., "PrithviSegmentation"]
-"""``build(factory, arguments, *, pretrained, checkpoint_path, device, dtype)``: the model a recipe describes."""
-
-
-def load_folder(
-    folder: Path,
-    build: BuildFunction,
-    checkpoint_path: str | os.PathLike | None,
-    device: torch.device,
-    dtype: torch.dtype | None,
-) -> PrithviSegmentation:
-    """The model a folder written by :func:`write_folder` holds, built with ``build``; every weight is checked
-    (strict keys and shapes).
+def base_weights(folder: Path, config: dict[str, Any], checkpoint_path: str | os.PathLike | None) -> Path | None:
+    """The base weights file a saved folder refers to (``checkpoint_path``, the folder's own copy, or the usual
+    places), checked against the recorded fingerprint; ``None`` for a model saved without base weights.
 
     Raises:
-        NotASavedModelError: ``folder`` is not such a folder.
         BaseModelMismatchError: the base weights found are not the ones the model was fine-tuned from.
-        CheckpointMismatchError: a saved file lacks a weight the model needs, or has one it does not.
     """
-    config = read_folder_config(folder)
-    dtype = dtype or _validation.floating_dtype(config["dtype"])
-    base = config.get("base_model")
-    base_path = None
-    if base is not None:
-        location = checkpoint_path
-        if location is None and base.get("included"):
-            location = folder / BASE_FOLDER
-        base_file = find_checkpoint(KNOWN_MODELS[base["name"]], location)
-        found = base_fingerprint(base_file.path)
-        if base["frozen_weights_from_base"] and found != base["fingerprint"]:
-            raise BaseModelMismatchError(folder, base_file.path, base["fingerprint"], found)
-        base_path = base_file.path
-    recipe = config["build"]
-    try:
-        model = build(
-            recipe["factory"], recipe["arguments"], pretrained=base is not None, checkpoint_path=base_path,
-            device=device, dtype=dtype,
-        )
-    except InvalidArgumentError as error:
-        raise InvalidArgumentError(
-            f"Cannot load the saved model file {folder / CONFIG_FILENAME}: its 'build' entry is refused: {error} "
-            "Save the model again with save_pretrained, or correct the entry by hand."
-        ) from error
-    base_covers_encoder = base is not None and base["frozen_weights_from_base"]
-    _load_saved_weights(model, folder, base_covers_encoder=base_covers_encoder, device=device, dtype=dtype)
-    if base is not None and not base_covers_encoder:
-        model.build_recipe = dataclasses.replace(model.build_recipe, encoder_is_base=False)
-    return model
+    base = config["base_model"]
+    if base is None:
+        return None
+    location = checkpoint_path
+    if location is None and base.get("included"):
+        location = folder / BASE_FOLDER
+    base_file = find_checkpoint(KNOWN_MODELS[base["name"]], location)
+    found = base_fingerprint(base_file.path)
+    if base["frozen_weights_from_base"] and found != base["fingerprint"]:
+        raise BaseModelMismatchError(folder, base_file.path, base["fingerprint"], found)
+    return base_file.path
 
 
-def _load_saved_weights(
-    model: PrithviSegmentation, folder: Path, *, base_covers_encoder: bool, device: torch.device, dtype: torch.dtype
-) -> None:
-    """Fill every weight the base does not give from ``model.safetensors`` and the PEFT adapter, strictly."""
+def refused_build(folder: Path, error: InvalidArgumentError) -> InvalidArgumentError:
+    """The error for a folder whose recorded ``build`` entry the factory refuses."""
+    return InvalidArgumentError(
+        f"Cannot load the saved model file {folder / CONFIG_FILENAME}: its 'build' entry is refused: {error} "
+        "Save the model again with save_pretrained, or correct the entry by hand."
+    )
+
+
+def read_saved_weights(
+    folder: Path, expected: dict[str, torch.Tensor], required: Iterable[str], *, model_name: str,
+    device: torch.device, dtype: torch.dtype,
+) -> dict[str, torch.Tensor]:
+    """``model.safetensors``, checked against the model's ``expected`` tensors (every ``required`` key present,
+    no unknown key, every shape right)."""
     weights_path = folder / WEIGHTS_FILENAME
     if not weights_path.is_file():
         raise NotASavedModelError(folder, f"{WEIGHTS_FILENAME} is missing")
     _check_saved_file(weights_path)
     saved = read_state_dict(weights_path, device, dtype)
-    expected = {key: value for key, value in model.state_dict().items() if not _is_adapter_key(key)}
-    required = [key for key in expected if not (base_covers_encoder and key.startswith(ENCODER_PREFIX))]
-    check_saved_tensors(saved, expected, required=required, source=weights_path, model_name="Prithvi segmentation model")
-    model.load_state_dict(saved, strict=False)
-    _load_adapter(model, folder, device, dtype)
+    check_saved_tensors(saved, expected, required=list(required), source=weights_path, model_name=model_name)
+    return saved
 
 
-def _load_adapter(model: PrithviSegmentation, folder: Path, device: torch.device, dtype: torch.dtype) -> None:
+def read_adapter(
+    folder: Path, expected: dict[str, torch.Tensor] | None, *, model_name: str, device: torch.device, dtype: torch.dtype
+) -> dict[str, torch.Tensor] | None:
+    """PEFT's adapter weights of ``folder``, checked against ``expected`` (``None``: the model has no adapter, and
+    the folder must not have one either)."""
     adapter_path = folder / ADAPTER_WEIGHTS_FILENAME
-    encoder = model.model.encoder
-    if not _is_peft_model(encoder):
+    if expected is None:
         if adapter_path.exists():
-            raise CheckpointMismatchError(adapter_path, "Prithvi segmentation model without LoRA", unexpected=["(every key)"])
-        return
-    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+            raise CheckpointMismatchError(adapter_path, f"{model_name} without LoRA", unexpected=["(every key)"])
+        return None
     from peft.utils import load_peft_weights
 
-    expected = get_peft_model_state_dict(encoder)
     if not adapter_path.is_file():
-        raise CheckpointMismatchError(adapter_path, "Prithvi segmentation model with LoRA", missing=sorted(expected))
+        raise CheckpointMismatchError(adapter_path, f"{model_name} with LoRA", missing=sorted(expected))
     _check_saved_file(adapter_path)
-    adapter = {
-        key: value.to(dtype) for key, value in load_peft_weights(str(folder), device=str(device)).items()
-    }
+    adapter = {key: value.to(dtype) for key, value in load_peft_weights(str(folder), device=str(device)).items()}
     check_saved_tensors(adapter, expected, required=expected, source=adapter_path, model_name="the LoRA adapters")
-    set_peft_model_state_dict(encoder, adapter)
+    return adapter
 
 
 def _check_saved_file(path: Path) -> None:
@@ -329,16 +288,6 @@ def _check_saved_file(path: Path) -> None:
         safetensors_metadata(path)
     except CorruptCheckpointError as error:
         raise InvalidSavedModelError(path, error.reason) from error
-
-
-def _is_adapter_key(key: str) -> bool:
-    return ".lora_" in key
-
-
-def _is_peft_model(module: torch.nn.Module) -> bool:
-    from peft import PeftModel
-
-    return isinstance(module, PeftModel)
 
 
 def _encoder_keys(keys: Iterable[str]) -> list[str]:
@@ -357,14 +306,14 @@ def _write_base_copy(base: Path, target: Path, spec: ModelSpec) -> None:
         shutil.copyfile(base_config, target / CONFIG_FILENAME)
 
 
-def _json_ready(value: Any, what: str) -> Any:
+def json_ready(value: Any, what: str) -> Any:
     """``value`` as plain JSON types (enums by value); anything else is refused rather than written as text."""
     if isinstance(value, Enum):
-        return _json_ready(value.value, what)
+        return json_ready(value.value, what)
     if isinstance(value, dict):
-        return {str(key): _json_ready(item, what) for key, item in value.items()}
+        return {str(key): json_ready(item, what) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_ready(item, what) for item in value]
+        return [json_ready(item, what) for item in value]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise InvalidArgumentError(f"{what} hold a {type(value).__name__} ({value!r}), which config.json cannot record")
@@ -381,4 +330,7 @@ def is_earlier_save(folder: Path) -> bool:
     return True
 
 
-__all__ = ["MODEL_TYPE", "FORMAT_VERSION", "base_fingerprint", "is_earlier_save", "load_folder", "read_folder_config", "write_folder"]
+__all__ = [
+    "MODEL_TYPE", "FORMAT_VERSION", "base_fingerprint", "base_model_entry", "base_weights", "is_earlier_save", "read_adapter",
+    "read_folder_config", "read_saved_weights", "refused_build", "write_folder",
+]

@@ -6,7 +6,6 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,16 +18,13 @@ from ..weights.catalog import (
     KNOWN_MODELS,
     PRITHVI_600M,
     PRITHVI_MODELS,
-    TERRAMIND_MODALITIES,
     ModelSpec,
 )
 from ..weights.discovery import CheckpointFile, find_checkpoint
 from ..errors import CheckpointMismatchError, InvalidArgumentError
 from .loading import CheckpointPart, StateDict, build_and_load, place
-from .hub_mixin import SavedModelMixin
-from .lightning_checkpoint import load_lightning_checkpoint
-from .pretrained import is_earlier_save, load_folder, write_folder
-from .recipe import BuildRecipe, base_model_spec, input_embedding
+from .recipe import BuildRecipe
+from .segmentation import SegmentationModel, named_factory
 
 logger = logging.getLogger(__name__)
 
@@ -65,168 +61,11 @@ _LOW_VRAM_PRESET = {"use_lora": True, "lora_r": LOW_VRAM_LORA_RANK, "freeze_enco
 """What :func:`build_prithvi_600` takes for arguments left at ``None``, without and with ``low_vram``."""
 
 
-class SegmentationLogits(torch.Tensor):
-    """Logits ``[B, num_classes, H, W]``: a plain tensor that also reads as TerraTorch's ``ModelOutput``.
-
-    ``logits.output`` is the same tensor and ``logits.auxiliary_heads`` is empty, so TerraTorch's
-    ``SemanticSegmentationTask(model=...)`` and its loss handler accept it. Any operation on it returns an
-    ordinary ``torch.Tensor``; gradients flow through it as through the logits. ``torch.save`` stores it as an
-    ordinary tensor, so ``torch.load`` (``weights_only`` by default) reads it back.
-    """
-
-    __torch_function__ = torch._C._disabled_torch_function_impl
-
-    def __reduce_ex__(self, protocol: int):
-        return self.as_subclass(torch.Tensor).__reduce_ex__(protocol)
-
-    @property
-    def output(self) -> torch.Tensor:
-        return self.as_subclass(torch.Tensor)
-
-    @property
-    def auxiliary_heads(self) -> dict[str, torch.Tensor]:
-        return {}
+PrithviSegmentation = SegmentationModel
+"""The segmentation model's earlier name, kept: it is the model for every encoder, not only Prithvi's."""
 
 
-class PrithviSegmentation(SavedModelMixin, nn.Module):
-    """TerraTorch's pixel-wise segmentation model, returning logits ``[B, num_classes, H, W]``.
-
-    ``model.save_pretrained(folder, include_base=False)`` and ``PrithviSegmentation.from_pretrained(path,
-    checkpoint_path=None, device=None, dtype=None)`` come from :class:`~axs_lib.models.hub_mixin.SavedModelMixin`
-    (see :meth:`_save_pretrained` and :meth:`_from_pretrained` for what they take).
-
-    Attributes:
-        model: the TerraTorch ``PixelWiseModel`` (encoder, necks, decoder, head).
-        in_channels: bands the input must have.
-        num_classes: output channels.
-        patch_size: the encoder's patch size in pixels (14; 16 for Prithvi EO 1.0).
-        build_recipe: how the model was built (factory name and arguments), so that
-            :meth:`save_pretrained` can record it and :meth:`from_pretrained` build it again.
-    """
-
-    def __init__(self, model: nn.Module, in_channels: int, num_classes: int, build_recipe: BuildRecipe | None = None):
-        super().__init__()
-        self.model = model
-        self.in_channels = in_channels
-        self.num_classes = num_classes
-        self.patch_size = input_embedding(model).patch_size
-        self.build_recipe = build_recipe
-
-    @property
-    def base_model(self) -> ModelSpec:
-        """The catalog entry of the model the encoder was built as (and fine-tuned from, when pretrained)."""
-        if self.build_recipe is None:
-            return KNOWN_MODELS[PRITHVI_600M]
-        return base_model_spec(self.build_recipe.factory, self.build_recipe.arguments)
-
-    @property
-    def input_modality(self) -> str | None:
-        """For a TerraMind encoder, the modality an image tensor is taken as (its first); ``None`` for Prithvi."""
-        return input_embedding(self.model).modality
-
-    @property
-    def input_bands(self) -> tuple[str, ...]:
-        """The pretraining bands, in input order: the Prithvi model's, or the TerraMind modality's (catalog)."""
-        modality = self.input_modality
-        return self.base_model.bands if modality is None else TERRAMIND_MODALITIES[modality].bands
-
-    @property
-    def input_statistics(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Mean and standard deviation of :attr:`input_bands` in pretraining (the catalog's, TerraTorch's values:
-        reflectance x 10000 for optical bands, dB for Sentinel-1)."""
-        modality = self.input_modality
-        source = self.base_model if modality is None else TERRAMIND_MODALITIES[modality]
-        return source.mean, source.std
-
-    @property
-    def num_frames(self) -> int:
-        """Time steps the encoder takes: images are ``[B, in_channels, num_frames, H, W]`` when above 1."""
-        encoder = self._prithvi_encoder
-        return 1 if encoder is None else encoder.num_frames
-
-    @property
-    def coordinates(self) -> tuple[str, ...]:
-        """The coordinates the encoder adds when given: ``"temporal_coords"``, ``"location_coords"``, or none."""
-        encoder = self._prithvi_encoder
-        if encoder is None:
-            return ()
-        return tuple(
-            name
-            for name, used in (("temporal_coords", encoder.temporal_encoding), ("location_coords", encoder.location_encoding))
-            if used
-        )
-
-    @property
-    def _prithvi_encoder(self) -> nn.Module | None:
-        vit = terratorch_module("models.backbones.prithvi_mae").PrithviViT
-        return next((module for module in self.model.modules() if isinstance(module, vit)), None)
-
-    @property
-    def head_dtype(self) -> torch.dtype:
-        return next(self.model.head.parameters()).dtype
-
-    def forward(
-        self,
-        images: torch.Tensor,
-        temporal_coords: torch.Tensor | None = None,
-        location_coords: torch.Tensor | None = None,
-    ) -> SegmentationLogits:
-        """Logits for ``images`` ``[B, in_channels, H, W]`` (or a time stack ``[B, in_channels, T, H, W]`` for
-        an encoder built with ``num_frames=T``), computed in the model's dtype.
-
-        ``temporal_coords [B, T, 2]`` (year, day of year) and ``location_coords [B, 2]`` (lat, lon) go to a
-        TL encoder (``*_tl`` backbones), which adds them when given. The result is a ``torch.Tensor`` that
-        TerraTorch's tasks can also read as a ``ModelOutput`` (see :class:`SegmentationLogits`).
-        """
-        if images.ndim not in (4, 5) or images.shape[1] != self.in_channels:
-            raise InvalidArgumentError(
-                f"expected images of shape [B, {self.in_channels}, H, W] or [B, {self.in_channels}, T, H, W], got "
-                f"{list(images.shape)}; build the model with in_channels="
-                f"{images.shape[1] if images.ndim in (4, 5) else '<bands>'} to use other bands."
-            )
-        coordinates = {
-            name: value.to(self.head_dtype)
-            for name, value in (("temporal_coords", temporal_coords), ("location_coords", location_coords))
-            if value is not None
-        }
-        logits = self.model(images.to(self.head_dtype), **coordinates).output
-        logits = logits.unsqueeze(1) if logits.ndim == 3 else logits
-        return logits.as_subclass(SegmentationLogits)
-
-    def _save_pretrained(self, folder: Path, include_base: bool = False) -> None:
-        """``save_pretrained(folder, include_base=False)``: the folder layout of :mod:`axs_lib.models.pretrained`;
-        ``include_base=True`` also copies the base encoder weights, so that the folder loads with no other file."""
-        write_folder(self, folder, include_base=include_base)
-
-    @classmethod
-    def _replaceable(cls, folder: Path) -> bool:
-        return is_earlier_save(folder)
-
-    @classmethod
-    def _from_pretrained(
-        cls,
-        path: Path,
-        checkpoint_path: str | os.PathLike | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | str | None = None,
-    ) -> PrithviSegmentation:
-        """``from_pretrained(path, checkpoint_path=None, device=None, dtype=None)``: a folder written by
-        ``save_pretrained``, or a TerraTorch Lightning ``.ckpt``; every weight checked (strict keys and shapes).
-
-        ``checkpoint_path`` points at the base Prithvi weights when they are not in the usual places; ``device``
-        (default CPU) and ``dtype`` (default: as saved) say where and how the weights are placed.
-
-        Raises:
-            NotASavedModelError: ``path`` is neither such a folder nor such a checkpoint.
-            BaseModelMismatchError: the base weights found are not the ones the model was fine-tuned from.
-            CheckpointMismatchError: a saved file lacks a weight the model needs, or has one it does not.
-        """
-        device, dtype = _validation.torch_device(device), _validation.floating_dtype(dtype)
-        if path.is_file():
-            return load_lightning_checkpoint(path, build_from_recipe, checkpoint_path=checkpoint_path, device=device, dtype=dtype)
-        return load_folder(path, build_from_recipe, checkpoint_path, device, dtype)
-
-
+@named_factory
 @_validation.checked_factory()
 def build_prithvi_600(
     pretrained: bool = True,
@@ -243,7 +82,7 @@ def build_prithvi_600(
     gradient_checkpointing: bool | None = None,
     low_vram: bool = False,
     compile: bool = False,
-) -> PrithviSegmentation:
+) -> SegmentationModel:
     """Prithvi EO 2.0 600M encoder in a TerraTorch UperNet segmentation model.
 
     Input ``[B, in_channels, H, W]`` (HLS reflectance, standardised with the Prithvi mean/std) gives logits
@@ -341,56 +180,8 @@ def build_prithvi_600(
         pretrained=pretrained,
         checkpoint_path=None if checkpoint_path is None else str(checkpoint_path),
     )
-    segmentation = PrithviSegmentation(model, in_channels=in_channels, num_classes=num_classes, build_recipe=recipe)
+    segmentation = SegmentationModel(model, in_channels=in_channels, num_classes=num_classes, build_recipe=recipe)
     return place(segmentation, device, dtype).eval()
-
-
-_RECIPE_LOCATION = frozenset({"pretrained", "checkpoint_path", "device", "dtype"})
-"""Arguments of ``build_prithvi_600`` that :func:`build_from_recipe` sets itself; a recipe never holds them."""
-
-
-def build_from_recipe(
-    factory: str,
-    arguments: dict[str, Any],
-    *,
-    pretrained: bool,
-    checkpoint_path: str | os.PathLike | None,
-    device: torch.device,
-    dtype: torch.dtype | None,
-) -> PrithviSegmentation:
-    """Build the model a recipe describes, its encoder loaded from the base weights when ``pretrained``.
-
-    Raises:
-        InvalidArgumentError: an unknown factory, or arguments the factory does not take.
-    """
-    if factory == "build_prithvi_600":
-        accepted = _validation.accepted_keywords(build_prithvi_600)
-        if accepted is not None:
-            _validation.known_keywords(arguments, accepted - _RECIPE_LOCATION, factory)
-        return build_prithvi_600(
-            pretrained=pretrained, checkpoint_path=checkpoint_path, device=device, dtype=dtype, **arguments
-        )
-    if factory != "EncoderDecoderFactory":
-        raise InvalidArgumentError(f"unknown build factory {factory!r}; expected build_prithvi_600 or EncoderDecoderFactory")
-    base_model_spec(factory, arguments)
-    model_args = {**arguments, "backbone_pretrained": pretrained}
-    if checkpoint_path is not None:
-        model_args["backbone_ckpt_path"] = str(checkpoint_path)
-    encoder_decoder = terratorch_module("models.encoder_decoder_factory").EncoderDecoderFactory()
-    pixel_model = encoder_decoder.build_model(task="segmentation", **model_args)
-    recipe = BuildRecipe(
-        factory=factory,
-        arguments=dict(arguments),
-        pretrained=pretrained,
-        checkpoint_path=None if checkpoint_path is None else str(checkpoint_path),
-    )
-    model = PrithviSegmentation(
-        pixel_model,
-        in_channels=input_embedding(pixel_model).channels,
-        num_classes=arguments["num_classes"],
-        build_recipe=recipe,
-    )
-    return place(model, device, dtype)
 
 
 def build_prithvi_600_backbone(**kwargs: Any) -> nn.Module:

@@ -17,7 +17,7 @@ from ..weights.catalog import KNOWN_MODELS, PRITHVI_600M, PRITHVI_MODELS, TERRAM
 
 @dataclass(frozen=True)
 class BuildRecipe:
-    """How a :class:`PrithviSegmentation` was built.
+    """How a :class:`~axs_lib.models.segmentation.SegmentationModel` was built.
 
     Attributes:
         factory: ``"build_prithvi_600"`` or ``"EncoderDecoderFactory"`` (TerraTorch's, from a Lightning run).

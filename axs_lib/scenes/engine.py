@@ -215,7 +215,8 @@ def stream_model(
     overlap: int = 32,
     batch_size: int = 4,
     bands: int | None = None,
-    fill: Sequence[float] | float = 0.0,
+    fill: Sequence[float] | float | None = None,
+    standardize: bool = True,
     output_dtype: str = "float32",
     nodata: float | None = None,
     seed: int | None = None,
@@ -229,8 +230,14 @@ def stream_model(
     ``.output`` such as TerraTorch's ``ModelOutput``); it runs on its own device and dtype, under
     ``torch.inference_mode``. Windows overlap by ``overlap`` pixels and keep only their cores (half the overlap
     is trimmed on each inner side), so a model whose receptive field is at most ``overlap // 2`` pixels
-    gives the whole-scene result. Nodata input pixels are given to the model as ``fill`` and are ``nodata``
-    in the output (NaN for float outputs unless given). Runs under ``torchrun`` split the windows across
+    gives the whole-scene result. Nodata input pixels are given to the model as ``fill`` (default 0, or the
+    pretraining mean for a standardised model) and are ``nodata`` in the output (NaN for float outputs unless
+    given).
+
+    A model that knows its pretraining statistics (a :class:`~axs_lib.models.segmentation.SegmentationModel`
+    taking its pretraining bands: ``model.input_statistics``) gets its input standardised with them, as
+    ``axs-scenes segment`` gives it; ``standardize=False`` passes the raster's values as they are (for a raster
+    that is standardised already). Other models get the raster's values. Runs under ``torchrun`` split the windows across
     ranks. A run that was killed resumes from its partial output when started again with the same
     arguments; the output appears under its name only when complete.
 
@@ -252,6 +259,9 @@ def stream_model(
     device = parameter.device if parameter is not None else torch.device("cpu")
     dtype = parameter.dtype if parameter is not None else torch.float32
     scene = SceneInput.open(input_path, bands if bands is not None else _input_bands(input_path))
+    statistics = _input_statistics(model, len(scene.bands)) if standardize else None
+    if fill is None:
+        fill = statistics[0].flatten().tolist() if statistics is not None else 0.0
     if nodata is None:
         nodata = float("nan") if np.dtype(output_dtype).kind == "f" else np.iinfo(output_dtype).max
 
@@ -261,6 +271,8 @@ def stream_model(
         return values
 
     def predict(batch: torch.Tensor) -> torch.Tensor:
+        if statistics is not None:
+            batch = (batch - statistics[0]) / statistics[1]
         with torch.inference_mode():
             return as_tensor(model(batch.to(device=device, dtype=dtype)))
 
@@ -268,11 +280,21 @@ def stream_model(
     spec = OutputSpec(output_path, probe_channels, output_dtype, nodata, encode)
     run_scene(
         scene, {"output": spec}, predict, tile=tile, overlap=overlap, batch_size=batch_size, fill=fill, seed=seed,
-        device=device, run={"model": type(model).__name__, "weights": weights_fingerprints(model=model)},
+        device=device,
+        run={"model": type(model).__name__, "weights": weights_fingerprints(model=model), "standardized": statistics is not None},
         overwrite=overwrite, progress=progress,
         multiple_of=multiple_of,
     )
     return output_path
+
+
+def _input_statistics(model: nn.Module, bands: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The model's pretraining mean and std as ``[bands, 1, 1]`` tensors, when it has them for ``bands`` bands."""
+    statistics = getattr(model, "input_statistics", None)
+    if statistics is None or getattr(model, "in_channels", None) != bands or len(statistics[0]) != bands:
+        return None
+    mean, std = (torch.tensor(values, dtype=torch.float32)[:, None, None] for values in statistics)
+    return mean, std
 
 
 def as_tensor(output: object) -> torch.Tensor:

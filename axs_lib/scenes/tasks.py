@@ -37,7 +37,7 @@ import torch
 
 from ..errors import (
     AxsModelError, BaseModelMismatchError, CheckpointMismatchError, CheckpointNotFoundError, CorruptCheckpointError,
-    InvalidSceneError,
+    InvalidSceneError, OutputExistsError,
 )
 from ..weights.catalog import TERRAMIND_MODALITIES, TERRAMIND_PATCH_SIZE
 from ..weights.fingerprint import weights_fingerprints
@@ -132,6 +132,7 @@ def segment_scene(
     check_tiling(tile, overlap)
     options = SourceOptions(**source_options)
     opened = open_source(source, max_items=options.max_items)  # a wrong source is said before the model loads
+    _check_output_free(opened, Path(output), overwrite)
     segmenter, device = _segmentation_model(model, base_checkpoint, device, dtype)
     band_names = segmenter.input_bands
     if standardize and segmenter.in_channels != len(band_names):
@@ -189,6 +190,7 @@ def sar_to_optical_scene(
     settings = _Settings(tile, overlap, batch_size, check_device(device), overwrite, progress, stac, TERRAMIND_PATCH_SIZE)
     generation = products.Generation(generator, timesteps, seed, linear, as_float, checkpoint_path, dtype)
     opened = open_source(source, max_items=options.max_items)
+    _check_output_free(opened, Path(output), overwrite)
     models: dict[str, torch.nn.Module] = {}
 
     def one(scene_source: OpenedSource, target: Path) -> list[Path]:
@@ -228,6 +230,7 @@ def pipeline_scene(
     :func:`segment_scene` for the arguments); the generated optical scene is written only to ``optical``."""
     options = SourceOptions(**source_options)
     opened = open_source(source, max_items=options.max_items)
+    _check_output_free(opened, Path(output), overwrite)
     segmenter, device = _segmentation_model(model, base_checkpoint, device, dtype)
     patch = math.lcm(TERRAMIND_PATCH_SIZE, segmenter.patch_size)
     check_tiling(tile, overlap, patch)
@@ -326,6 +329,12 @@ def _item(located: LocatedItem, output: Path, one: Callable[[OpenedSource, Path]
         message = " ".join(str(error).split())
         logger.warning("item %s failed: %s", item.id, message)
         return SceneRun(failed={item.id: message})
+
+
+def _check_output_free(opened: OpenedSource, output: Path, overwrite: bool) -> None:
+    """Refuse an existing output before any model loads (a collection's finished items are skipped instead)."""
+    if not opened.is_collection and output.is_file() and not overwrite:
+        raise OutputExistsError(f"{output} exists; pass `overwrite=True` to replace it")
 
 
 def _is_about_the_run(error: AxsModelError) -> bool:
@@ -543,21 +552,46 @@ def _pipeline(
 
 
 def _segmentation_model(model: object, base_checkpoint: object, device: object, dtype: str | None):
-    from ..models import PrithviSegmentation
+    from ..models import SegmentationModel
 
     device = check_device(device)
     if isinstance(model, torch.nn.Module):
-        if not isinstance(model, PrithviSegmentation):
+        if not isinstance(model, SegmentationModel):
             raise InvalidSceneError(
                 f"`model` is a {type(model).__name__}; the scene tasks take a segmentation model (a saved folder, a "
-                "Lightning .ckpt or PrithviSegmentation): for any other module use stream_model"
+                "Lightning .ckpt or SegmentationModel): for any other module use stream_model"
             )
         return model.eval(), device
     path = Path(os.fspath(model))
     if not path.exists():
         raise InvalidSceneError(f"model not found: {path}")
-    loaded = PrithviSegmentation.from_pretrained(path, checkpoint_path=base_checkpoint, device=device, dtype=dtype)
+    foundation = _foundation_weights(path)
+    if foundation is not None:
+        raise InvalidSceneError(
+            f"{path} holds the foundation weights of {foundation}, not a fine-tuned model: `model` takes a segmentation "
+            "model fine-tuned from them. Fine-tune one (docs/fine_tuning.md; `axs-scenes demo` makes a tiny one) and "
+            "give the folder its save_pretrained wrote, or the Lightning .ckpt of the training run"
+        )
+    loaded = SegmentationModel.from_pretrained(path, checkpoint_path=base_checkpoint, device=device, dtype=dtype)
     return loaded.eval(), device
+
+
+def _foundation_weights(path: Path) -> str | None:
+    """The catalog name of the published foundation weights ``path`` is (a file) or holds (a folder), if it is."""
+    from ..models.pretrained import MODEL_TYPE
+    from ..weights.catalog import CONFIG_FILENAME, KNOWN_MODELS
+
+    if path.is_dir():
+        config = path / CONFIG_FILENAME
+        if config.is_file() and MODEL_TYPE in config.read_text(errors="replace"):
+            return None
+        names = {entry.name for entry in path.iterdir()}
+    else:
+        names = {path.name}
+    for spec in KNOWN_MODELS.values():
+        if names & {spec.filename, f"{spec.stem}.safetensors"}:
+            return spec.name
+    return None
 
 
 def _generator(generation: products.Generation, modality: str, device: torch.device, models: dict):

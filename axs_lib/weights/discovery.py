@@ -1,7 +1,9 @@
 """Which checkpoint file on this machine belongs to a known model.
 
 Search order: an explicit ``checkpoint_path`` (file or folder); the folder named by ``AXS_WEIGHTS_DIR``;
-the project's ``weights/hf/``; the Hugging Face cache (``HF_HUB_CACHE``). Under each folder a model may be
+the default weights folder (:data:`DEFAULT_WEIGHTS_DIR`: the checkout's ``weights/hf/`` when the package runs
+from a source checkout, else a per-user data folder, never inside site-packages); the Hugging Face cache
+(``HF_HUB_CACHE``). Under each folder a model may be
 in the plain layout (``<root>/<model name>/<file>``) or a hub snapshot
 (``<root>/models--<org>--<name>/snapshots/<revision>/<file>``). A set ``AXS_WEIGHTS_DIR`` must exist: it
 is never skipped in silence.
@@ -29,7 +31,21 @@ from ..errors import CheckpointNotFoundError, DanglingLinkError, InvalidWeightsD
 logger = logging.getLogger(__name__)
 
 WEIGHTS_DIR_ENV = "AXS_WEIGHTS_DIR"
-PROJECT_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights" / "hf"
+
+
+def _default_weights_dir() -> Path:
+    """The checkout's ``weights/hf/`` when this package is a source checkout's (a ``pyproject.toml`` beside the
+    ``axs_lib`` folder: ``pip install -e .``, or run from the checkout); otherwise, as for an install into
+    site-packages or from a wheel, ``$XDG_DATA_HOME/axs_lib/weights/hf`` (``~/.local/share/axs_lib/weights/hf``)."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "axs_lib" / "__init__.py").is_file():
+        return checkout / "weights" / "hf"
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "axs_lib" / "weights" / "hf"
+
+
+DEFAULT_WEIGHTS_DIR = _default_weights_dir()
+"""Where ``axs-setup`` downloads to and the search looks after ``AXS_WEIGHTS_DIR`` (see :func:`_default_weights_dir`)."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +76,7 @@ def setup_command(*, model: str | None = None, weights_dir: Path | None = None, 
     words = ["axs-setup"]
     if model is not None:
         words += ["--models", model]
-    if weights_dir is not None and Path(weights_dir).resolve() != PROJECT_WEIGHTS_DIR.resolve():
+    if weights_dir is not None and Path(weights_dir).resolve() != DEFAULT_WEIGHTS_DIR.resolve():
         words += ["--weights-dir", str(weights_dir)]
     if convert_only:
         words.append("--convert-only")
@@ -82,7 +98,7 @@ def search_roots() -> list[tuple[str, Path]]:
         if not weights_dir.is_dir():
             raise InvalidWeightsDirError(weights_dir)
         roots.append((WEIGHTS_DIR_ENV, weights_dir))
-    roots.append(("weights/hf", PROJECT_WEIGHTS_DIR))
+    roots.append(("weights/hf", DEFAULT_WEIGHTS_DIR))
     roots.append(("HF cache", Path(os.environ.get("HF_HUB_CACHE") or hf_constants.HF_HUB_CACHE).expanduser()))
     return roots
 
