@@ -80,16 +80,16 @@ def test_a_checkpoint_of_another_model_is_refused_naming_the_file_and_what_it_lo
     assert str(tiny_weights / PRITHVI_FILE) in message
     assert "missing from the checkpoint" in message
     assert "encoder_embeddings.untok_sen1grd@224.proj.weight" in message
-    assert "looks like a Prithvi EO 2.0 checkpoint (Prithvi-EO-2.0-600M)" in message
+    assert "looks like a Prithvi EO checkpoint (Prithvi-EO-1.0-100M or a Prithvi-EO-2.0 model)" in message
     assert not [record for record in caplog.records if record.name.startswith("terratorch")], caplog.text
 
 
 @pytest.mark.parametrize(
     ("build", "wrong_file", "looks_like"),
     [
-        (build_prithvi_600_backbone, TERRAMIND_FILE, "a TerraMind 1.0 checkpoint (TerraMind-1.0-large)"),
+        (build_prithvi_600_backbone, TERRAMIND_FILE, "a TerraMind 1.0 checkpoint (TerraMind-1.0-tiny, -small, -base or -large)"),
         (build_prithvi_600_backbone, f"{TOKENIZER}/TerraMind_Tokenizer_S2L2A.pt", "a TerraMind 1.0 tokenizer checkpoint"),
-        (build_terramind_generator, PRITHVI_FILE, "a Prithvi EO 2.0 checkpoint"),
+        (build_terramind_generator, PRITHVI_FILE, "a Prithvi EO checkpoint"),
     ],
     ids=["terramind-to-prithvi", "tokenizer-to-prithvi", "prithvi-to-generator"],
 )

@@ -79,10 +79,13 @@ def test_sar_to_optical_writes_twelve_georeferenced_bands_a_quicklook_and_nothin
 def test_sar_to_optical_generates_with_the_terramind_size_asked_for(scenes, tiny_weights, use_weights, work, capsys):
     use_weights(tiny_weights)
     output = work / "s2.tif"
-    options = ["--tile", "64", "--overlap", "16", "--timesteps", "1", "--quiet", "--generator", "small"]
+    options = ["--tile", "64", "--overlap", "16", "--timesteps", "1", "--quiet", "--size", "small"]
     assert main(["sar-to-optical", str(scenes["sar"]), str(output), *options]) == 0, capsys.readouterr().err
     with rasterio.open(output) as src:
         assert src.tags()["SOURCE"] == "TerraMind 1.0 Small S1GRD -> S2L2A"
+    old_name = [*options[:-2], "--generator", "small"]
+    assert main(["sar-to-optical", str(scenes["sar"]), str(work / "old.tif"), *old_name]) == 0
+    assert "warning: --generator is deprecated: use --size" in capsys.readouterr().err
     use_weights(work)
     assert main(["sar-to-optical", str(scenes["sar"]), str(work / "other.tif"), *options]) != 0
     assert "TerraMind-1.0-small" in capsys.readouterr().err

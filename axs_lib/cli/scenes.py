@@ -148,6 +148,15 @@ def _common(args: argparse.Namespace) -> dict:
     }
 
 
+class _OldNameWarns(argparse._StoreAction):
+    """Stores the value; given by an option's old name (its second), says once on stderr that it is deprecated."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string is not None and option_string != self.option_strings[0]:
+            print(f"warning: {option_string} is deprecated: use {self.option_strings[0]}", file=sys.stderr)
+        super().__call__(parser, namespace, values, option_string)
+
+
 def _rank() -> int:
     import torch
 
@@ -211,8 +220,9 @@ def _parser() -> argparse.ArgumentParser:
         group.add_argument("--offset", type=float, default=0.0, help="see --scale (default 0; Sentinel-2 L2A of baseline 04.00 or later: -1000)")
 
     def generation(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--generator", choices=("tiny", "small", "base", "large"), default="large",
-                         help="TerraMind 1.0 size that generates (default large; its checkpoint must be on disk)")
+        sub.add_argument("--size", "--generator", dest="generator", choices=("tiny", "small", "base", "large"), default="large",
+                         action=_OldNameWarns, help="TerraMind 1.0 size that generates (default large; its checkpoint "
+                         "must be on disk); --generator is its old name")
         sub.add_argument("--timesteps", type=int, default=12, help="diffusion steps, 1..1000 (default 12; 6 is the low-memory setting)")
         sub.add_argument("--seed", type=int, default=0, help="seed of the generation noise, combined with each window's position (default 0)")
         sub.add_argument("--linear", action="store_true", help="a GeoTIFF input is linear power, not dB")

@@ -53,7 +53,7 @@ def check_encoder_values(configs: Sequence[Path]) -> None:
     """
     import yaml
 
-    from ..weights.catalog import KNOWN_MODELS, Family
+    from ..weights.catalog import KNOWN_MODELS, Family, registered_name
     from ..weights.discovery import find_checkpoint
     from ..models.architecture import builder_arguments
 
@@ -64,7 +64,7 @@ def check_encoder_values(configs: Sequence[Path]) -> None:
             continue  # TerraTorch's own parser says what is wrong with it
         model_args = (((config.get("model") or {}).get("init_args") or {}).get("model_args")) or {}
         backbone = str(model_args.get("backbone") or "")
-        spec = next((s for s in KNOWN_MODELS.values() if s.family is Family.PRITHVI and f"axs_{s.builder}" == backbone), None)
+        spec = next((s for s in KNOWN_MODELS.values() if s.family is Family.PRITHVI and registered_name(s) == backbone), None)
         if spec is None:
             continue
         checkpoint = find_checkpoint(spec, model_args.get("backbone_ckpt_path"))

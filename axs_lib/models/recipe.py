@@ -12,7 +12,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import InvalidArgumentError
-from ..weights.catalog import KNOWN_MODELS, PRITHVI_600M, PRITHVI_MODELS, TERRAMIND_LARGE, TERRAMIND_MODELS, ModelSpec
+from ..weights.catalog import KNOWN_MODELS, PRITHVI_600M, PRITHVI_MODELS, TERRAMIND_LARGE, TERRAMIND_MODELS, ModelSpec, registered_name
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class BuildRecipe:
 
 
 SEGMENTATION_BACKBONES: dict[str, str] = (
-    {f"axs_{spec.builder}": spec.name for spec in (*PRITHVI_MODELS, *TERRAMIND_MODELS)}
+    {registered_name(spec): spec.name for spec in (*PRITHVI_MODELS, *TERRAMIND_MODELS)}
     | {"prithvi_600M": PRITHVI_600M, "terramind_backbone": TERRAMIND_LARGE}
 )
 """TerraTorch backbone names (registered by this library) a saved or Lightning-trained segmentation model may use,

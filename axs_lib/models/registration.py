@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import nn
 
-from ..weights.catalog import KNOWN_MODELS, PRITHVI_MODELS
+from ..weights.catalog import KNOWN_MODELS, PRITHVI_600M, PRITHVI_MODELS, registered_name, terramind_model
 from ..weights.discovery import CheckpointFile, find_all
 from ..errors import AxsModelError, BackboneBuildError, InvalidArgumentError, TerraTorchUnavailableError, UnsupportedModelError
 from . import _validation
@@ -131,19 +131,19 @@ class RegisteredName:
 
 TERRAMIND_NAMES: tuple[RegisteredName, ...] = tuple(
     entry
-    for size in reversed(SIZES)
+    for size, name in ((size, registered_name(KNOWN_MODELS[terramind_model(size)])) for size in reversed(SIZES))
     for entry in (
-        RegisteredName(f"axs_terramind_v1_{size}", "backbone", _of_size(_terramind_backbone, size)),
-        RegisteredName(f"axs_terramind_v1_{size}_tim", "backbone", _of_size(_terramind_tim, size)),
-        RegisteredName(f"axs_terramind_v1_{size}_generate", "full_model", _of_size(_terramind_generator, size)),
-        RegisteredName(f"axs_terramind_v1_{size}_encdec", "full_model", _refused_encdec(size), refused=True),
+        RegisteredName(name, "backbone", _of_size(_terramind_backbone, size)),
+        RegisteredName(f"{name}_tim", "backbone", _of_size(_terramind_tim, size)),
+        RegisteredName(f"{name}_generate", "full_model", _of_size(_terramind_generator, size)),
+        RegisteredName(f"{name}_encdec", "full_model", _refused_encdec(size), refused=True),
     )
 )
 """``axs_`` + TerraTorch's builder name, for every TerraMind 1.0 size; ``_encdec`` is registered only to refuse."""
 
 PRITHVI_NAMES: tuple[RegisteredName, ...] = (
-    *(RegisteredName(f"axs_{variant}", "backbone", factory) for variant, factory in PRITHVI_BACKBONE_FACTORIES.items()),
-    RegisteredName("axs_prithvi_eo_v2_600_segmentation", "full_model", build_prithvi_600),
+    *(RegisteredName(registered_name(spec), "backbone", PRITHVI_BACKBONE_FACTORIES[spec.builder]) for spec in PRITHVI_MODELS),
+    RegisteredName(f"{registered_name(KNOWN_MODELS[PRITHVI_600M])}_segmentation", "full_model", build_prithvi_600),
 )
 
 LEGACY_ALIASES: tuple[RegisteredName, ...] = (

@@ -26,10 +26,18 @@ FAMILY_SIGNATURES: dict[Family, str] = {
 """A key prefix that every published file of the family has, and no other family's file."""
 
 FAMILY_DESCRIPTIONS: dict[Family, str] = {
-    Family.TERRAMIND: "a TerraMind 1.0 checkpoint (TerraMind-1.0-large)",
+    Family.TERRAMIND: "a TerraMind 1.0 checkpoint (TerraMind-1.0-tiny, -small, -base or -large)",
     Family.TERRAMIND_TOKENIZER: "a TerraMind 1.0 tokenizer checkpoint (TerraMind-1.0-Tokenizer-*)",
-    Family.PRITHVI: "a Prithvi EO 2.0 checkpoint (Prithvi-EO-2.0-600M)",
+    Family.PRITHVI: "a Prithvi EO checkpoint (Prithvi-EO-1.0-100M or a Prithvi-EO-2.0 model)",
 }
+
+
+REGISTERED_PREFIX = "axs_"
+
+
+def registered_name(spec: ModelSpec) -> str:
+    """The name this library registers ``spec``'s encoder under in TerraTorch's backbone registry."""
+    return f"{REGISTERED_PREFIX}{spec.builder}"
 
 
 def family_of(keys: Iterable[str]) -> Family | None:
