@@ -46,3 +46,32 @@ def test_the_guides_factory_examples_run_verbatim_on_a_single_tile(tiny_weights,
     exec(compile(first_block, "model_registration.md[factories]", "exec"), namespace)
     assert namespace["optical"].shape[0] == namespace["features"][-1].shape[0] == namespace["logits"].shape[0] == 1
     assert not any(namespace[name].training for name in ("generator", "encoder", "segmenter"))
+
+
+BASH_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.DOTALL | re.MULTILINE)
+SCENE_COMMAND = re.compile(r"(?:axs-scenes|-m axs_lib\.cli\.scenes) (segment|sar-to-optical|pipeline) (.*)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_each_command_block_writes_each_output_once_so_it_runs_when_pasted(page):
+    import shlex
+
+    for block in BASH_BLOCK.findall(page.read_text()):
+        outputs = []
+        for line in block.replace("\\\n", " ").splitlines():
+            match = SCENE_COMMAND.search(line.split(" #")[0])
+            if match is None:
+                continue
+            words = shlex.split(match.group(2))
+            outputs.append(words[0] if "--search" in words else words[1])
+        assert len(outputs) == len(set(outputs)), f"{page.name}: a block writes one of {outputs} twice"
+
+
+def test_the_lightning_checkpoint_path_in_the_docs_is_where_the_shipped_config_writes():
+    import yaml
+
+    config = yaml.safe_load((ROOT / "configs" / "prithvi_600_lora_segmentation.yaml").read_text())
+    logger = config["trainer"]["logger"]["init_args"]
+    folder = f"{logger['save_dir']}/{logger['name']}/version_0/checkpoints/"  # Lightning: <logger.log_dir>/checkpoints
+    shown = re.findall(r"(output/[\w/=.-]+\.ckpt)", (ROOT / "docs" / "fine_tuning.md").read_text())
+    assert shown and all(path.startswith(folder) for path in shown), shown

@@ -48,8 +48,10 @@ GDAL_CACHE_MB = 64
 VSI_CACHE_BYTES = 64 * 2**20
 READ_THREADS = 8
 """Files of a scene read at the same time, at most: the bands of a window are fetched concurrently."""
-BLOCK_CACHE_BYTES = 256 * 2**20
-"""Decoded blocks a scene reader keeps, at most (see ``_BlockReader``)."""
+BLOCK_CACHE_BYTES = 512 * 2**20
+"""Decoded blocks a scene reader keeps, shared out among its files (see ``_BlockReader``), but at least
+:data:`FILE_BLOCK_CACHE_BYTES` for each file."""
+FILE_BLOCK_CACHE_BYTES = 32 * 2**20
 LINEAR_FLOOR = 1e-6
 """Linear power below this is taken as this before dB (10 log10 of it is -60 dB)."""
 
@@ -313,6 +315,7 @@ class SceneReader:
             ThreadPoolExecutor(1, thread_name_prefix=f"axs-read-file-{index}") for index in range(min(READ_THREADS, len(locations)))
         ]
         self._thread_of = {location: self._threads[index % len(self._threads)] for index, location in enumerate(locations)}
+        self._block_budget = max(BLOCK_CACHE_BYTES // max(len(locations), 1), FILE_BLOCK_CACHE_BYTES)
 
     def close(self) -> None:
         for thread in self._threads:
@@ -408,9 +411,11 @@ class SceneReader:
             grid = self.scene.grid
             offset = _pixel_offset(source, grid)
             if offset is not None:
-                self._datasets[key] = _BlockReader(source, *offset)
+                self._datasets[key] = _BlockReader(source, *offset, self._block_budget)
             elif source.crs is not None and source.crs == grid.crs and _north_up(source.transform):
-                self._datasets[key] = _Resampled(_BlockReader(source, 0, 0), source.transform, grid, Resampling[resampling])
+                self._datasets[key] = _Resampled(
+                    _BlockReader(source, 0, 0, self._block_budget), source.transform, grid, Resampling[resampling]
+                )
             elif source.crs is None and source.gcps[0]:
                 self._datasets[key] = _GeocodedByGcps(source, grid, Resampling[resampling])
             else:
@@ -426,11 +431,11 @@ class SceneReader:
 class _BlockReader:
     """Reads of a file whose pixels are the scene's (same CRS and pixel size, a whole-pixel offset), put together
     from whole blocks of the file, each read once while it is among the most recently used
-    (:data:`BLOCK_CACHE_BYTES` per reader): GDAL fetches a remote COG's tiles again for every read that does not
+    (``budget`` bytes of decoded blocks): GDAL fetches a remote COG's tiles again for every read that does not
     line up with them. Pixels outside the file are NaN and masked."""
 
-    def __init__(self, source, row_offset: int, col_offset: int):
-        self.source, self.row_offset, self.col_offset = source, row_offset, col_offset
+    def __init__(self, source, row_offset: int, col_offset: int, budget: int):
+        self.source, self.row_offset, self.col_offset, self.budget = source, row_offset, col_offset, budget
         self.block_height, self.block_width = source.block_shapes[0]
         self._blocks: OrderedDict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._bytes = 0
@@ -475,7 +480,7 @@ class _BlockReader:
         entry = (self.source.read(index, window=window), self.source.read_masks(index, window=window))
         self._blocks[key] = entry
         self._bytes += entry[0].nbytes + entry[1].nbytes
-        while self._bytes > BLOCK_CACHE_BYTES and len(self._blocks) > 1:
+        while self._bytes > self.budget and len(self._blocks) > 1:
             _, (old, old_mask) = self._blocks.popitem(last=False)
             self._bytes -= old.nbytes + old_mask.nbytes
         return entry
