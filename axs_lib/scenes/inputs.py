@@ -430,13 +430,19 @@ class SceneReader:
 
 class _BlockReader:
     """Reads of a file whose pixels are the scene's (same CRS and pixel size, a whole-pixel offset), put together
-    from whole blocks of the file, each read once while it is among the most recently used
-    (``budget`` bytes of decoded blocks): GDAL fetches a remote COG's tiles again for every read that does not
-    line up with them. Pixels outside the file are NaN and masked."""
+    from whole blocks of the file, each read once while it is among the most recently used: GDAL fetches a remote
+    COG's tiles again for every read that does not line up with them. Kept are the block rows the tallest read so
+    far spans, and one more (windows go row by row, so the next row of windows finds its upper blocks), within
+    ``budget`` bytes of decoded blocks; so memory does not grow with the scene. Pixels outside the file are NaN
+    and masked."""
 
     def __init__(self, source, row_offset: int, col_offset: int, budget: int):
         self.source, self.row_offset, self.col_offset, self.budget = source, row_offset, col_offset, budget
         self.block_height, self.block_width = source.block_shapes[0]
+        pixel_bytes = max(np.dtype(dtype).itemsize for dtype in source.dtypes) + 1  # value and mask
+        blocks_across = math.ceil(source.width / self.block_width)
+        self._block_row_bytes = blocks_across * self.block_height * self.block_width * pixel_bytes * source.count
+        self._rows_kept = 1
         self._blocks: OrderedDict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._bytes = 0
 
@@ -456,6 +462,7 @@ class _BlockReader:
         masks = np.zeros((height, width), dtype=np.uint8)
         rows = range(max(top, 0) // self.block_height, (min(top + height, self.source.height) - 1) // self.block_height + 1)
         cols = range(max(left, 0) // self.block_width, (min(left + width, self.source.width) - 1) // self.block_width + 1)
+        self._rows_kept = max(self._rows_kept, len(rows) + 1)
         for block_row in rows:
             for block_col in cols:
                 block, mask = self._block(index, block_row, block_col)
@@ -480,7 +487,8 @@ class _BlockReader:
         entry = (self.source.read(index, window=window), self.source.read_masks(index, window=window))
         self._blocks[key] = entry
         self._bytes += entry[0].nbytes + entry[1].nbytes
-        while self._bytes > self.budget and len(self._blocks) > 1:
+        kept = min(self.budget, self._rows_kept * self._block_row_bytes)
+        while self._bytes > kept and len(self._blocks) > 1:
             _, (old, old_mask) = self._blocks.popitem(last=False)
             self._bytes -= old.nbytes + old_mask.nbytes
         return entry
