@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -197,18 +198,19 @@ class SegmentationModel(SavedModelMixin, nn.Module):
             "base_model": None if base_file is None else base_model_entry(base_file, base_spec, from_base, include_base),
         }
         weights = {key: value for key, value in self.state_dict().items() if kept(key)}
-        encoder = self.model.encoder
-        write_adapter = None
-        if _is_peft_model(encoder):
-            def write_adapter(target: Path) -> None:
-                if base_file is not None:
-                    for adapter in encoder.peft_config.values():  # what peft's save_pretrained writes as the base
-                        adapter.base_model_name_or_path = f"{base_spec.name}@{config['base_model']['fingerprint']}"
-                # no embedding layers to save, and "auto" would look the base's name up on the Hub
-                encoder.save_pretrained(str(target), save_embedding_layers=False)
-
+        base_name = None if base_file is None else f"{base_spec.name}@{config['base_model']['fingerprint']}"
+        write_adapter = partial(self._write_adapter, base_name=base_name) if _is_peft_model(self.model.encoder) else None
         base = None if base_file is None else (base_file, base_spec)
         write_folder(folder, config, weights, base=base, include_base=include_base, write_adapter=write_adapter)
+
+    def _write_adapter(self, folder: Path, base_name: str | None) -> None:
+        """PEFT's adapter files, naming the base as ``<catalog name>@<fingerprint>`` (what peft records as the base)."""
+        encoder = self.model.encoder
+        if base_name is not None:
+            for adapter in encoder.peft_config.values():
+                adapter.base_model_name_or_path = base_name
+        # no embedding layers to save, and "auto" would look the base's name up on the Hub
+        encoder.save_pretrained(str(folder), save_embedding_layers=False)
 
     @classmethod
     def _replaceable(cls, folder: Path) -> bool:
