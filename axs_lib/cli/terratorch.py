@@ -53,9 +53,10 @@ def check_encoder_values(configs: Sequence[Path]) -> None:
     """
     import yaml
 
-    from ..weights.catalog import KNOWN_MODELS, Family, registered_name
+    from ..weights.catalog import KNOWN_MODELS, Family
     from ..weights.discovery import find_checkpoint
     from ..models.architecture import builder_arguments
+    from ..models.recipe import SEGMENTATION_BACKBONES
 
     for path in configs:
         try:
@@ -64,8 +65,8 @@ def check_encoder_values(configs: Sequence[Path]) -> None:
             continue  # TerraTorch's own parser says what is wrong with it
         model_args = (((config.get("model") or {}).get("init_args") or {}).get("model_args")) or {}
         backbone = str(model_args.get("backbone") or "")
-        spec = next((s for s in KNOWN_MODELS.values() if s.family is Family.PRITHVI and registered_name(s) == backbone), None)
-        if spec is None:
+        spec = KNOWN_MODELS.get(SEGMENTATION_BACKBONES.get(backbone, ""))
+        if spec is None or spec.family is not Family.PRITHVI:
             continue
         checkpoint = find_checkpoint(spec, model_args.get("backbone_ckpt_path"))
         depth = builder_arguments(spec, checkpoint.path).get("depth") or _published_depth(spec.builder)

@@ -90,6 +90,11 @@ class SegmentationModel(SavedModelMixin, nn.Module):
         return base_model_spec(self.build_recipe.factory, self.build_recipe.arguments)
 
     @property
+    def described(self) -> str:
+        """What messages call it: ``segmentation model on <base model>``."""
+        return f"segmentation model on {self.base_model.name}"
+
+    @property
     def input_modality(self) -> str | None:
         """For a TerraMind encoder, the modality an image tensor is taken as (its first); ``None`` for Prithvi."""
         return input_embedding(self.model).modality
@@ -249,7 +254,7 @@ class SegmentationModel(SavedModelMixin, nn.Module):
         except InvalidArgumentError as error:
             raise refused_build(path, error) from error
         base_covers_encoder = base_path is not None and config["base_model"]["frozen_weights_from_base"]
-        name = f"segmentation model on {model.base_model.name}"
+        name = model.described
         expected = {key: value for key, value in model.state_dict().items() if not _is_adapter_key(key)}
         required = [key for key in expected if not (base_covers_encoder and key.startswith(ENCODER_PREFIX))]
         model.load_state_dict(
@@ -281,7 +286,7 @@ class SegmentationModel(SavedModelMixin, nn.Module):
         )
         expected = model.state_dict()
         check_saved_tensors(run.state_dict, expected, required=expected, source=path,
-                            model_name=f"segmentation model on {model.base_model.name}")
+                            model_name=model.described)
         frozen = {name for name, parameter in model.named_parameters() if not parameter.requires_grad}
         encoder_is_base = all(
             torch.equal(expected[key], run.state_dict[key].to(expected[key].dtype))

@@ -377,7 +377,7 @@ class SceneReader:
             stored = self._with_fresh_signature(
                 mask.location, lambda dataset: dataset.read(mask.index, window=area, out_dtype="float64"), "nearest")
         except (OSError, CPLE_BaseError, SourceReadError) as error:
-            raise _read_failure(BandRead(mask.location, mask.index, "mask", item=mask.item, asset=mask.asset), error) from None
+            raise _read_failure(mask, error) from None
         return ~mask.masked(np.nan_to_num(stored))
 
     def _with_fresh_signature(self, location: str, read, resampling: str):
@@ -587,10 +587,10 @@ def open_raster(location: str):
         raise SourceReadError(f"cannot open {shown}: {_http_advice(message)}") from None
 
 
-def _read_failure(band: BandRead, error: BaseException) -> OSError:
+def _read_failure(read: BandRead | MaskRead, error: BaseException) -> OSError:
     """A failed read as one line naming the item and asset (or file), without any query string."""
-    shown = without_query(band.location)
-    where = f"item {band.item} asset {band.asset!r} ({shown})" if band.item else shown
+    shown = without_query(read.location)
+    where = f"item {read.item} asset {read.asset!r} ({shown})" if read.item else shown
     message = " ".join(redact(str(error.__cause__ or error)).split())
     if isinstance(error, SourceReadError):
         return OSError(f"{where}: {message}")

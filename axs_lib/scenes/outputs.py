@@ -94,8 +94,7 @@ class PartialOutput:
         wanted = _normalised(run)
         saved = (self._saved_run() or {}) if self.folder.exists() else wanted
         if not overwrite:
-            if self.spec.path.exists():
-                raise OutputExistsError(f"{self.spec.path} exists; pass `overwrite=True` to replace it")
+            refuse_existing_output(self.spec.path, overwrite)
             if saved != wanted:
                 changed = sorted(key for key in {*saved, *wanted} if saved.get(key) != wanted.get(key))
                 raise OutputExistsError(
@@ -204,6 +203,12 @@ class PartialOutput:
             return json.loads((self.folder / self.RUN_FILE).read_text())
         except (OSError, ValueError):
             return None
+
+
+def refuse_existing_output(path: Path, overwrite: bool) -> None:
+    """Refuse to replace the finished output ``path`` unless ``overwrite``."""
+    if path.is_file() and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass `overwrite=True` to replace it")
 
 
 def check_output_paths(inputs: Sequence[Path], outputs: Sequence[Path]) -> None:

@@ -37,7 +37,7 @@ import torch
 
 from ..errors import (
     AxsModelError, BaseModelMismatchError, CheckpointMismatchError, CheckpointNotFoundError, CorruptCheckpointError,
-    InvalidSceneError, OutputExistsError,
+    InvalidSceneError,
 )
 from ..weights.catalog import TERRAMIND_MODALITIES, TERRAMIND_PATCH_SIZE
 from ..weights.fingerprint import weights_fingerprints
@@ -46,7 +46,7 @@ from . import distributed, products
 from .engine import as_tensor, run_scene
 from .inputs import SceneInput, read_header
 from .items import LocatedItem, item_scene
-from .outputs import check_output_paths
+from .outputs import check_output_paths, refuse_existing_output
 from .products import SAR_MODALITIES
 from .signing import Signer, signer
 from .sources import DEFAULT_MAX_ITEMS, OpenedSource, open_source
@@ -88,6 +88,11 @@ class SourceOptions:
             raise InvalidSceneError(f"`sar_modality` must be one of {', '.join(SAR_MODALITIES)}, got {self.sar_modality!r}")
         if self.max_items < 1:
             raise InvalidSceneError(f"`max_items` must be at least 1, got {self.max_items}")
+
+    @property
+    def sign_with(self) -> Signer | None:
+        """``sign`` as the function that signs an href."""
+        return signer(self.sign)
 
     def record(self) -> dict:
         record = {name: value for name, value in vars(self).items() if name not in ("max_items", "sign")}
@@ -333,8 +338,8 @@ def _item(located: LocatedItem, output: Path, one: Callable[[OpenedSource, Path]
 
 def _check_output_free(opened: OpenedSource, output: Path, overwrite: bool) -> None:
     """Refuse an existing output before any model loads (a collection's finished items are skipped instead)."""
-    if not opened.is_collection and output.is_file() and not overwrite:
-        raise OutputExistsError(f"{output} exists; pass `overwrite=True` to replace it")
+    if not opened.is_collection:
+        refuse_existing_output(output, overwrite)
 
 
 def _is_about_the_run(error: AxsModelError) -> bool:
@@ -367,7 +372,7 @@ def _scene(opened: OpenedSource, band_names: Sequence[str], frames: int, options
         )
     return item_scene(
         opened.items, band_names, bbox=options.bbox, crs=options.crs, resolution=options.resolution,
-        mask_clouds=options.mask_clouds, sar_modality=options.sar_modality, sign=signer(options.sign),
+        mask_clouds=options.mask_clouds, sar_modality=options.sar_modality, sign=options.sign_with,
     )
 
 
@@ -385,7 +390,7 @@ def _sar_scene(opened: OpenedSource, options: SourceOptions, linear: bool) -> Sc
         raise InvalidSceneError(f"generation takes one date; {opened.name} gives {len(opened.items)} items")
     return item_scene(
         opened.items, B.S1GRD_BANDS, bbox=options.bbox, crs=options.crs, resolution=options.resolution,
-        mask_clouds=options.mask_clouds, sar_modality=options.sar_modality, sign=signer(options.sign),
+        mask_clouds=options.mask_clouds, sar_modality=options.sar_modality, sign=options.sign_with,
     )
 
 
@@ -578,12 +583,11 @@ def _segmentation_model(model: object, base_checkpoint: object, device: object, 
 
 def _foundation_weights(path: Path) -> str | None:
     """The catalog name of the published foundation weights ``path`` is (a file) or holds (a folder), if it is."""
-    from ..models.pretrained import MODEL_TYPE
-    from ..weights.catalog import CONFIG_FILENAME, KNOWN_MODELS
+    from ..models.pretrained import is_earlier_save
+    from ..weights.catalog import KNOWN_MODELS
 
     if path.is_dir():
-        config = path / CONFIG_FILENAME
-        if config.is_file() and MODEL_TYPE in config.read_text(errors="replace"):
+        if is_earlier_save(path):
             return None
         names = {entry.name for entry in path.iterdir()}
     else:
